@@ -1,0 +1,80 @@
+# Two commands for everyone:   make lab   (set up if needed, then JupyterLab)   ·   make test   (everything CI runs)
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+TORCH_VERSION ?= 2.13.0
+# The CPU-only wheel index, used when it is reachable and no NVIDIA driver is present.
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+STAMP := $(VENV)/.course-installed
+PORT ?= 8888
+
+.PHONY: help setup kernel lab test lint unit notebooks hygiene strip syllabus doctor bench clean
+
+help:
+	@echo "make lab     set up .venv if missing, register the 'mllm-course' kernel, start JupyterLab on 127.0.0.1:$(PORT)"
+	@echo "make test    set up if missing, then ruff, unit tests, notebook hygiene and every notebook executed (nbval)"
+	@echo "make doctor  check this machine (python -m course_utils.doctor)"
+	@echo "make strip   remove outputs from every notebook before committing"
+	@echo "make bench   set-up and per-notebook timings as a table"
+
+# ---- set-up: CPU torch first (and no torchvision: it breaks beside CPU torch), then the package with its dev extras ----------------------
+$(STAMP): pyproject.toml environment.yml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@sed -n 's/^ *- \([A-Za-z0-9_.-]*==[^ ]*\)$$/\1/p' environment.yml > $(VENV)/constraints.txt
+	@if nvidia-smi >/dev/null 2>&1; then \
+		echo ">> NVIDIA driver found: installing torch $(TORCH_VERSION) from PyPI (CUDA build)"; \
+		$(PY) -m pip install "torch==$(TORCH_VERSION)"; \
+	elif $(PYTHON) -c "import urllib.request as u; u.urlopen('$(TORCH_CPU_INDEX)/', timeout=5)" >/dev/null 2>&1; then \
+		echo ">> no NVIDIA driver: installing the CPU build of torch $(TORCH_VERSION)"; \
+		$(PY) -m pip install "torch==$(TORCH_VERSION)" --extra-index-url $(TORCH_CPU_INDEX); \
+	else \
+		echo ">> no NVIDIA driver, CPU index unreachable: installing torch $(TORCH_VERSION) from the configured index"; \
+		$(PY) -m pip install "torch==$(TORCH_VERSION)"; \
+	fi
+	$(PY) -m pip install -c $(VENV)/constraints.txt -e ".[dev]"
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+kernel: setup
+	@$(PY) -m ipykernel install --user --name mllm-course --display-name "Python (mllm-course)" >/dev/null
+	@echo ">> Jupyter kernel 'mllm-course' registered"
+
+lab: kernel
+	$(PY) -m course_utils.lab --port $(PORT)
+
+doctor: setup
+	$(PY) -m course_utils.doctor
+
+# ---- tests -------------------------------------------------------------------------------------------------
+lint: setup
+	$(PY) -m ruff check course_utils tests notebooks images
+	$(PY) -m ruff format --check course_utils tests images
+
+hygiene: setup
+	$(PY) -m course_utils.nbtools check
+
+# Unit tests, then every notebook (solutions included) executed top to bottom, in one pytest run.
+test: lint hygiene
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env -q -ra
+
+unit: setup
+	HF_HUB_OFFLINE=1 $(PY) -m pytest tests -q
+
+notebooks: setup
+	HF_HUB_OFFLINE=1 $(PY) -m pytest notebooks --nbval-lax --nbval-current-env -q
+
+strip: setup
+	$(PY) -m course_utils.nbtools strip
+
+syllabus: setup
+	$(PY) -m course_utils.nbtools syllabus
+
+bench: setup
+	$(PY) tests/benchmarks/bench_setup.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,256 @@
+"""``python -m course_utils.doctor``: is this machine ready for the course, and which track will run?
+
+One line per check, ``[OK]``, ``[WARN]`` or ``[FAIL]``; every FAIL comes with a one-line fix. The exit code is 0
+whenever the mini track can run (warnings are fine: no GPU, no InternVL2-2B weights, no FoodieQA), non-zero
+otherwise. Teachers on InternStudio run it once per machine; notebook 00 runs it in-process.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import re
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import env, paths
+
+OK, WARN, FAIL = "OK", "WARN", "FAIL"
+MIN_PYTHON = (3, 10)
+LAB_KERNELS = {"mllm-course-lmdeploy": "envs/lmdeploy.yml", "mllm-course-xtuner": "envs/xtuner.yml"}
+
+
+@dataclass
+class Check:
+    status: str
+    label: str
+    detail: str = ""
+    fix: str = ""
+
+    def lines(self) -> list[str]:
+        out = [
+            f"[{self.status}]{' ' * (5 - len(self.status))}{self.label}{': ' + self.detail if self.detail else ''}"
+        ]
+        if self.fix and self.status != OK:
+            out.append(f"       fix: {self.fix}")
+        return out
+
+
+def check_python() -> Check:
+    v = sys.version_info
+    label = f"Python {v.major}.{v.minor}.{v.micro}"
+    if (v.major, v.minor) < MIN_PYTHON:
+        return Check(
+            FAIL, label, "the course needs Python ≥ 3.10", "create the env with `make lab` or environment.yml"
+        )
+    return Check(OK, label)
+
+
+def pinned_packages(env_file: Path | None = None) -> dict[str, str]:
+    """``{name: version}`` from environment.yml's pip section (the exact versions CI tests)."""
+    import yaml
+
+    root = paths.repo_root()
+    env_file = env_file or (root / "environment.yml" if root else None)
+    if env_file is None or not env_file.is_file():
+        return {}
+    spec = yaml.safe_load(env_file.read_text(encoding="utf-8"))
+    pins = {}
+    for dep in spec.get("dependencies", []):
+        if isinstance(dep, dict):
+            for line in dep.get("pip", []):
+                m = re.fullmatch(r"([A-Za-z0-9_.\-]+)==([^\s;]+)", line.strip())
+                if m:
+                    pins[m.group(1).lower()] = m.group(2)
+    return pins
+
+
+def core_requirements() -> set[str]:
+    """Packages course_utils itself needs (its non-optional requirements)."""
+    try:
+        reqs = md.requires("course_utils") or []
+    except md.PackageNotFoundError:
+        return set()
+    return {re.split(r"[<>=!~;\[ ]", r, maxsplit=1)[0].lower() for r in reqs if "extra ==" not in r}
+
+
+def _installed(name: str) -> str | None:
+    try:
+        return md.version(name)
+    except md.PackageNotFoundError:
+        return None
+
+
+def check_packages(pins: dict[str, str] | None = None) -> list[Check]:
+    pins = pinned_packages() if pins is None else pins
+    core = core_requirements()
+    names = sorted(set(pins) | core)
+    missing_core, missing_other, different = [], [], []
+    for name in names:
+        have = _installed(name)
+        if have is None:
+            (missing_core if name in core else missing_other).append(name)
+        elif name in pins and have.split("+")[0] != pins[name]:
+            different.append(f"{name} {have} (tested {pins[name]})")
+    out = []
+    if missing_core:
+        out.append(
+            Check(
+                FAIL,
+                "packages",
+                f"missing {', '.join(missing_core)}",
+                'run `make lab` (or `pip install -e ".[dev]"`)',
+            )
+        )
+    if missing_other:
+        out.append(
+            Check(
+                WARN,
+                "packages",
+                f"missing {', '.join(missing_other)} (tests only)",
+                'pip install -e ".[dev]"',
+            )
+        )
+    if different:
+        out.append(
+            Check(
+                WARN,
+                "package versions",
+                "; ".join(different),
+                "fine to try; CI tests the pins in environment.yml",
+            )
+        )
+    if not out:
+        out.append(
+            Check(OK, "packages", f"{len(names)} checked" + (" against environment.yml" if pins else ""))
+        )
+    return out
+
+
+def check_torchvision() -> Check | None:
+    """PyPI's torchvision beside a CPU torch breaks transformers' imports (LAB_NOTES)."""
+    if _installed("torchvision") is None:
+        return None
+    try:
+        import torchvision  # noqa: F401
+    except Exception as exc:  # the failure is an odd RuntimeError about torchvision::nms
+        return Check(
+            FAIL,
+            "torchvision",
+            f"installed but broken ({type(exc).__name__})",
+            "pip uninstall -y torchvision",
+        )
+    return Check(OK, "torchvision", "imports")
+
+
+def check_gpu() -> Check:
+    gpu = env.cuda_info()
+    if gpu is None:
+        return Check(WARN, "GPU", "no CUDA GPU: the mini track runs on CPU; the labs' full track needs an NVIDIA GPU",
+                     "nothing to do for the mini track; use InternStudio (50 % A100) for the full track")  # fmt: skip
+    name, vram = gpu
+    return Check(OK, "GPU", f"{name}, {vram:.1f} GiB VRAM")
+
+
+def check_dir(label: str, path: Path, ready: bool, var: str, what: str) -> Check:
+    if ready:
+        return Check(OK, label, str(path))
+    return Check(
+        WARN, label, f"not found at {path} ({what})", f"set {var} to its folder, or stay on the mini track"
+    )
+
+
+def _existing_parent(path: Path) -> Path:
+    path = path.expanduser()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_disk(path: Path | None = None) -> Check:
+    path = _existing_parent(path or paths.cache_dir())
+    free = shutil.disk_usage(path).free / 2**30
+    label = "disk"
+    detail = f"{free:.1f} GiB free at {path}"
+    if free < 0.5:
+        return Check(
+            FAIL, label, detail, "free some space (the mini track needs ~0.5 GiB) or set MLLM_COURSE_CACHE"
+        )
+    if free < 10:
+        return Check(
+            WARN, label, detail + " (the full-track labs need ~10 GiB)", "free space before the full track"
+        )
+    return Check(OK, label, detail)
+
+
+def _kernels() -> set[str]:
+    try:
+        from jupyter_client.kernelspec import KernelSpecManager
+
+        return set(KernelSpecManager().find_kernel_specs())
+    except Exception:
+        return set()
+
+
+def check_kernels(kernels: set[str] | None = None, gpu: bool | None = None) -> list[Check]:
+    kernels = _kernels() if kernels is None else kernels
+    gpu = (env.cuda_info() is not None) if gpu is None else gpu
+    out = []
+    if "mllm-course" in kernels:
+        out.append(Check(OK, "Jupyter kernel", "mllm-course"))
+    else:
+        out.append(Check(WARN, "Jupyter kernel", "mllm-course not registered",
+                         "make lab  (or: python -m ipykernel install --user --name mllm-course)"))  # fmt: skip
+    for name, yml in LAB_KERNELS.items():
+        if name in kernels:
+            out.append(Check(OK, "lab environment", name))
+        elif gpu:
+            out.append(
+                Check(WARN, "lab environment", f"{name} not found", f"conda env create -f {yml} (see README)")
+            )
+    return out
+
+
+def run_checks() -> list[Check]:
+    checks = [check_python(), *check_packages()]
+    tv = check_torchvision()
+    if tv:
+        checks.append(tv)
+    checks.append(check_gpu())
+    checks.append(
+        check_dir(
+            "InternVL2-2B",
+            paths.model_dir(),
+            paths.model_dir_ready(),
+            "MLLM_COURSE_MODEL_DIR",
+            "full track of 07/08",
+        )
+    )
+    checks.append(check_dir("FoodieQA", paths.foodieqa_dir(), paths.foodieqa_ready(), "MLLM_COURSE_FOODIEQA_DIR", "full track of 08"))  # fmt: skip
+    checks.append(check_disk())
+    checks += check_kernels()
+    return checks
+
+
+def report(checks: list[Check] | None = None, out=print) -> int:
+    """Print every check and the track verdict; return the exit code (0 when the mini track can run)."""
+    checks = run_checks() if checks is None else checks
+    for check in checks:
+        for line in check.lines():
+            out(line)
+    fails = [c for c in checks if c.status == FAIL]
+    if fails:
+        out(f"==> {len(fails)} problem(s) to fix before the course can run (see the fix lines above).")
+        return 1
+    track, reason = env.choose_track("07")
+    out(f"==> Ready. Track that will run: {track.upper()} ({reason}).")
+    return 0
+
+
+def main() -> None:
+    sys.exit(report())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,214 @@
+"""The setup cell of every notebook: versions, device, track, seeds and threads in one call.
+
+``ENV = env.init("03")`` is the second cell of each notebook. It
+
+* seeds ``random``, NumPy and PyTorch (same seed, same numbers, at a fixed thread count);
+* sets PyTorch's thread count, here and nowhere else (1 in CI, where results must be reproducible);
+* keeps Hugging Face libraries offline (the course never downloads weights at run time);
+* chooses the **track**: ``mini`` (tiny models, CPU, seconds) or ``full`` (InternVL2-2B on a GPU).
+
+Track selection, from the environment variables:
+
+* ``COURSE_TRACK=mini`` or ``full`` forces a track; ``auto`` (the default) picks ``full`` only when a CUDA GPU
+  is present *and* the assets the notebook needs exist (the model folder; for 08 also FoodieQA).
+* ``CI`` set to a true value (``1``, ``true``) means mini with *smoke* sizes (``pick(..., smoke=...)``), unless
+  ``COURSE_TRACK=full`` is given explicitly (a GPU runner).
+* ``full`` that cannot run (no GPU, no weights) falls back to ``mini`` and says why: a notebook never stops on a
+  missing GPU.
+
+Introduced in notebook 00.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+import sys
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from . import paths
+
+T = TypeVar("T")
+
+TRACKS = ("auto", "mini", "full")
+# Which full-track assets each notebook needs; notebooks not listed need the model only.
+FULL_TRACK_ASSETS: dict[str, tuple[str, ...]] = {"08": ("model", "foodieqa")}
+
+_CURRENT: CourseEnv | None = None
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
+def in_ci() -> bool:
+    """True when the ``CI`` environment variable is set to a true value (CI systems set ``CI=true``)."""
+    return _truthy(os.environ.get("CI"))
+
+
+def cuda_info() -> tuple[str, float] | None:
+    """(GPU name, VRAM in GiB) of CUDA device 0, or None without a usable CUDA GPU."""
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            return None
+        props = torch.cuda.get_device_properties(0)
+        return props.name, props.total_memory / 2**30
+    except Exception:  # a broken driver is "no GPU" for the course
+        return None
+
+
+def _asset_ready(name: str) -> bool:
+    return {"model": paths.model_dir_ready, "foodieqa": paths.foodieqa_ready}[name]()
+
+
+def choose_track(notebook_id: str = "") -> tuple[str, str]:
+    """Return ``(track, reason)`` following the rules in this module's docstring."""
+    requested = os.environ.get("COURSE_TRACK", "auto").strip().lower() or "auto"
+    if requested not in TRACKS:
+        raise ValueError(
+            f"COURSE_TRACK={requested!r} is not one of {', '.join(TRACKS)}: unset it or pick one"
+        )
+    if requested == "mini":
+        return "mini", "COURSE_TRACK=mini"
+    if in_ci() and requested != "full":
+        return "mini", "CI run (smoke sizes)"
+    gpu = cuda_info()
+    needed = FULL_TRACK_ASSETS.get(notebook_id, ("model",))
+    missing = [name for name in needed if not _asset_ready(name)]
+    where = {"model": paths.model_dir(), "foodieqa": paths.foodieqa_dir()}
+    problems = []
+    if gpu is None:
+        problems.append("no CUDA GPU")
+    problems += [f"{name} not found at {where[name]}" for name in missing]
+    if not problems:
+        return "full", f"{'COURSE_TRACK=full' if requested == 'full' else 'auto'}: CUDA GPU and assets found"
+    why = "; ".join(problems)
+    if requested == "full":
+        return "mini", f"COURSE_TRACK=full requested but {why}: falling back to mini"
+    return "mini", f"auto: {why}"
+
+
+def default_threads() -> int:
+    """1 in CI (bit-reproducible); else ``COURSE_THREADS`` or half the cores, at most 8."""
+    if os.environ.get("COURSE_THREADS", "").strip():
+        return max(1, int(os.environ["COURSE_THREADS"]))
+    if in_ci():
+        return 1
+    return max(1, min(8, (os.cpu_count() or 2) // 2))
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's ``random``, NumPy and PyTorch (CPU and CUDA)."""
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _version(module: str) -> str:
+    try:
+        mod = __import__(module)
+        return getattr(mod, "__version__", "?")
+    except Exception:
+        return "not installed"
+
+
+@dataclass
+class CourseEnv:
+    """What ``init`` found and chose; ``print(ENV)`` shows it as a short report."""
+
+    notebook_id: str
+    track: str
+    reason: str
+    smoke: bool
+    seed: int
+    threads: int
+    device: str
+    gpu_name: str | None = None
+    vram_gb: float | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def full(self) -> bool:
+        return self.track == "full"
+
+    @property
+    def mini(self) -> bool:
+        return self.track == "mini"
+
+    def pick(self, mini: T, full: T, smoke: T | None = None) -> T:
+        """The size for this track: ``full`` on the full track, ``smoke`` (if given) in CI, else ``mini``."""
+        if self.full:
+            return full
+        if self.smoke and smoke is not None:
+            return smoke
+        return mini
+
+    def __str__(self) -> str:
+        v = self.versions
+        hw = (
+            f"CUDA GPU {self.gpu_name} ({self.vram_gb:.0f} GiB)"
+            if self.gpu_name
+            else "CPU only (no CUDA GPU)"
+        )
+        lines = [
+            f"Notebook {self.notebook_id} · course_utils {v.get('course_utils')} · Python {v.get('python')} · "
+            f"torch {v.get('torch')} · transformers {v.get('transformers')}",
+            f"Hardware: {hw} · {os.cpu_count()} CPU cores, torch uses {self.threads} thread(s) · device '{self.device}'",
+            f"Track: {self.track.upper()} ({self.reason}){' · smoke sizes' if self.smoke else ''} · seed {self.seed}",
+        ]
+        return "\n".join(lines)
+
+
+def init(notebook_id: str, seed: int = 0, *, quiet: bool = False) -> CourseEnv:
+    """Set up a notebook: offline hubs, threads, seeds, track. Prints a three-line report unless ``quiet``."""
+    global _CURRENT
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import torch
+
+    from . import __version__
+
+    threads = default_threads()
+    torch.set_num_threads(threads)
+    seed_everything(seed)
+    track, reason = choose_track(notebook_id)
+    gpu = cuda_info()
+    versions = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": _version("transformers"),
+        "course_utils": __version__,
+    }
+    _CURRENT = CourseEnv(
+        notebook_id=notebook_id,
+        track=track,
+        reason=reason,
+        smoke=in_ci() and track == "mini",
+        seed=seed,
+        threads=threads,
+        device="cuda" if (gpu and track == "full") else "cpu",
+        gpu_name=gpu[0] if gpu else None,
+        vram_gb=gpu[1] if gpu else None,
+        versions=versions,
+    )
+    if not quiet:
+        print(_CURRENT, file=sys.stdout)
+    return _CURRENT
+
+
+def current() -> CourseEnv:
+    """The environment of the last ``init`` call (``init("")`` quietly if none yet)."""
+    return _CURRENT if _CURRENT is not None else init("", quiet=True)
+
+
+def pick(mini: Any, full: Any, smoke: Any = None) -> Any:
+    """``current().pick(...)``: choose a size for the running track."""
+    return current().pick(mini=mini, full=full, smoke=smoke)

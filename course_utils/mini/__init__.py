@@ -1,0 +1,41 @@
+"""The offline model factory: a locally trained tokenizer and tiny transformers models of every kind.
+
+    from course_utils import mini
+    tokenizer = mini.build_tokenizer()
+    model, processor = mini.build("internvl")          # or "clip", "llava", "llava_next", "blip2"
+    mini.save(model, processor, path); mini.load("internvl", path)
+
+Introduced in notebook 00.
+"""
+
+from .models import (
+    KINDS,
+    LLAVA_NEXT_PINPOINTS,
+    MiniInternVLProcessor,
+    build,
+    build_blip2,
+    build_clip,
+    build_internvl,
+    build_llava,
+    build_llava_next,
+    load,
+    save,
+)
+from .tokenizer import SPECIAL_TOKENS, build_tokenizer, chat_template
+
+__all__ = [
+    "KINDS",
+    "LLAVA_NEXT_PINPOINTS",
+    "SPECIAL_TOKENS",
+    "MiniInternVLProcessor",
+    "build",
+    "build_blip2",
+    "build_clip",
+    "build_internvl",
+    "build_llava",
+    "build_llava_next",
+    "build_tokenizer",
+    "chat_template",
+    "load",
+    "save",
+]

@@ -1,0 +1,79 @@
+import subprocess
+import sys
+
+from course_utils import doctor
+
+
+def test_all_ok_or_warn_exits_zero_and_names_the_track(clean_env):
+    checks = [
+        doctor.Check(doctor.OK, "Python 3.11"),
+        doctor.Check(doctor.WARN, "GPU", "none", "use InternStudio"),
+    ]
+    lines = []
+    assert doctor.report(checks, out=lines.append) == 0
+    assert lines[0].startswith("[OK]") and lines[1].startswith("[WARN]")
+    assert "fix: use InternStudio" in lines[2]
+    assert "Track that will run: MINI" in lines[-1]
+
+
+def test_any_fail_exits_nonzero_with_a_fix_line(clean_env):
+    checks = [doctor.Check(doctor.FAIL, "packages", "missing torch", "run `make lab`")]
+    lines = []
+    assert doctor.report(checks, out=lines.append) == 1
+    assert lines == ["[FAIL] packages: missing torch", "       fix: run `make lab`", lines[-1]]
+    assert "problem(s) to fix" in lines[-1]
+
+
+def test_package_check_against_pins(monkeypatch):
+    monkeypatch.setattr(doctor, "core_requirements", lambda: {"torch", "definitely-not-a-package"})
+    result = doctor.check_packages({"torch": "0.0.1", "pytest-not-installed-xyz": "1.0"})
+    by_status = {c.status: c for c in result}
+    assert "definitely-not-a-package" in by_status["FAIL"].detail
+    assert "pytest-not-installed-xyz" in by_status["WARN"].detail or any(
+        "pytest-not-installed-xyz" in c.detail for c in result if c.status == "WARN"
+    )
+    assert any("torch" in c.detail and "tested 0.0.1" in c.detail for c in result)
+
+
+def test_environment_yml_pins_are_parsed_and_installed():
+    pins = doctor.pinned_packages()
+    assert pins["transformers"].startswith("5.") and "torch" in pins
+    assert doctor.core_requirements() >= {"torch", "transformers", "tokenizers"}
+    assert not [c for c in doctor.check_packages() if c.status == doctor.FAIL]
+
+
+def test_missing_assets_are_warnings_not_failures(clean_env, monkeypatch):
+    monkeypatch.setattr(doctor.env, "cuda_info", lambda: None)
+    checks = doctor.run_checks()
+    labels = {c.label: c.status for c in checks}
+    assert labels["InternVL2-2B"] == "WARN" and labels["FoodieQA"] == "WARN" and labels["GPU"] == "WARN"
+    assert doctor.report(checks, out=lambda _: None) == 0
+
+
+def test_disk_thresholds(monkeypatch, tmp_path):
+    class Usage:
+        def __init__(self, free):
+            self.free = free
+
+    monkeypatch.setattr(doctor.shutil, "disk_usage", lambda _: Usage(0.1 * 2**30))
+    assert doctor.check_disk(tmp_path / "nope" / "deeper").status == doctor.FAIL
+    monkeypatch.setattr(doctor.shutil, "disk_usage", lambda _: Usage(3 * 2**30))
+    assert doctor.check_disk(tmp_path).status == doctor.WARN
+    monkeypatch.setattr(doctor.shutil, "disk_usage", lambda _: Usage(50 * 2**30))
+    assert doctor.check_disk(tmp_path).status == doctor.OK
+
+
+def test_lab_kernels_only_warn_with_a_gpu():
+    assert [c.status for c in doctor.check_kernels(set(), gpu=False)] == ["WARN"]
+    with_gpu = doctor.check_kernels({"mllm-course", "mllm-course-lmdeploy"}, gpu=True)
+    assert [c.status for c in with_gpu] == ["OK", "OK", "WARN"]
+    assert "envs/xtuner.yml" in with_gpu[-1].fix
+
+
+def test_cli_exits_zero_on_a_cpu_machine(clean_env):
+    proc = subprocess.run(
+        [sys.executable, "-m", "course_utils.doctor"], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "[FAIL]" not in proc.stdout
+    assert "Track that will run: MINI" in proc.stdout
