@@ -24,7 +24,10 @@ from .. import data
 UNK, PAD, EOT = "<unk>", "<pad>", "<|endoftext|>"
 IM_START, IM_END = "<|im_start|>", "<|im_end|>"
 IMAGE, IMG_START, IMG_END, IMG_CONTEXT, VIDEO = "<image>", "<img>", "</img>", "<IMG_CONTEXT>", "<video>"
-SPECIAL_TOKENS = [UNK, PAD, EOT, IM_START, IM_END, IMAGE, IMG_START, IMG_END, IMG_CONTEXT, VIDEO]
+CLS, DEC = "[CLS]", "[DEC]"  # BERT-style tokens for the Q-Former's text side (notebook 02)
+# Order matters: transformers' CLIP text model treats eos_token_id == 2 as a legacy config and pools at the
+# largest token id instead of at <|endoftext|>; so id 2 must not be the end-of-text token.
+SPECIAL_TOKENS = [UNK, PAD, IM_START, IM_END, EOT, IMAGE, IMG_START, IMG_END, IMG_CONTEXT, VIDEO, CLS, DEC]
 
 # Named tokens, as transformers 5 processors look them up (tokenizer.image_token, tokenizer.context_image_token...).
 NAMED_IMAGE_TOKENS = {
