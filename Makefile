@@ -71,7 +71,7 @@ strip: setup
 	$(PY) -m course_utils.nbtools strip
 
 syllabus: setup
-	$(PY) -m course_utils.nbtools syllabus
+	$(PY) -m course_utils.nbtools syllabus --write
 
 bench: setup
 	$(PY) tests/benchmarks/bench_setup.py

@@ -2,7 +2,7 @@
 
     python -m course_utils.nbtools check      # fails if a notebook in git has outputs or lacks `course` metadata
     python -m course_utils.nbtools strip      # removes outputs and execution counts in place (keeps `course`)
-    python -m course_utils.nbtools syllabus   # prints the README's syllabus table
+    python -m course_utils.nbtools syllabus   # prints the README's syllabus table (--write: updates both READMEs)
 
 The check reads what *git* holds (the staged version of a tracked notebook), so a learner's own outputs in the
 working tree never fail ``make test``; untracked notebooks and checkouts without git are read from disk.
@@ -141,6 +141,23 @@ def syllabus_markdown(root: Path | None = None, link_prefix: str = "notebooks/")
     return "\n".join(lines)
 
 
+START, END = "<!-- syllabus:start -->", "<!-- syllabus:end -->"
+
+
+def write_syllabus(readme: Path) -> bool:
+    """Replace the table between the syllabus markers of ``readme``; True if the file changed."""
+    text = readme.read_text(encoding="utf-8")
+    if START not in text or END not in text:
+        raise ValueError(f"{readme} has no {START} ... {END} block")
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    new = f"{head}{START}\n{syllabus_markdown()}\n{END}{tail}"
+    if new != text:
+        readme.write_text(new, encoding="utf-8")
+        return True
+    return False
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m course_utils.nbtools", description=__doc__.splitlines()[0]
@@ -151,10 +168,16 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument(
             "files", nargs="*", type=Path, help="notebooks (default: every notebook under notebooks/)"
         )
-    sub.add_parser("syllabus")
+    syl = sub.add_parser("syllabus")
+    syl.add_argument("--write", action="store_true", help="update README.md and README_zh-CN.md in place")
     args = parser.parse_args(argv)
     if args.command == "syllabus":
-        print(syllabus_markdown())
+        if args.write:
+            for name in ("README.md", "README_zh-CN.md"):
+                changed = write_syllabus(paths.repo_root() / name)
+                print(f"{name}: {'updated' if changed else 'up to date'}")
+        else:
+            print(syllabus_markdown())
         return 0
     files = args.files or notebook_files()
     if args.command == "strip":

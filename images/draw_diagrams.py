@@ -110,7 +110,114 @@ def draw_mllm_pipeline():
     _save(fig, "mllm_pipeline")
 
 
-DIAGRAMS = {"mllm_pipeline": draw_mllm_pipeline}
+def draw_dual_encoder():
+    """CLIP-style dual encoder: two towers, one shared embedding space, a similarity matrix trained with InfoNCE."""
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(10.5, 4.2))
+    ax.set_xlim(0, 10.5)
+    ax.set_ylim(0, 4.2)
+    ax.axis("off")
+    ax.text(0.6, 3.55, "images", ha="center", fontsize=10)
+    ax.text(0.6, 0.95, "captions", ha="center", fontsize=10)
+    for k in range(3):
+        ax.add_patch(
+            FancyBboxPatch(
+                (0.25 + 0.08 * k, 2.55 - 0.08 * k), 0.6, 0.6, boxstyle="round,pad=0.01", fc="#dfe9f3", ec=BLUE
+            )
+        )
+    for k, cap in enumerate(["a small red circle", "a big blue star", "..."]):
+        ax.text(0.6, 0.6 - 0.25 * k, cap, ha="center", fontsize=7.5, color=GREY)
+    _box(ax, 1.6, 2.5, 2.0, 0.8, "image encoder", BLUE, fontsize=10, sub="ViT + projection")
+    _box(ax, 1.6, 0.4, 2.0, 0.8, "text encoder", GREEN, fontsize=10, sub="transformer + projection")
+    _arrow(ax, 1.0, 2.9, 1.6, 2.9)
+    _arrow(ax, 1.25, 0.8, 1.6, 0.8)
+    ax.text(4.45, 2.9, "image\nembeddings", ha="center", va="center", fontsize=8.5, color=BLUE)
+    ax.text(4.45, 0.8, "text\nembeddings", ha="center", va="center", fontsize=8.5, color=GREEN)
+    _arrow(ax, 3.6, 2.9, 4.0, 2.9)
+    _arrow(ax, 3.6, 0.8, 4.0, 0.8)
+    _arrow(ax, 4.9, 2.9, 5.6, 2.3)
+    _arrow(ax, 4.9, 0.8, 5.6, 1.4)
+    n, x0, y0, c = 5, 5.7, 0.55, 0.5
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        for j in range(n):
+            v = 0.85 if i == j else rng.uniform(0.05, 0.3)
+            ax.add_patch(
+                plt.Rectangle(
+                    (x0 + j * c, y0 + (n - 1 - i) * c), c, c, fc=plt.cm.viridis(v), ec="white", lw=1
+                )
+            )
+    ax.text(x0 + n * c / 2, y0 + n * c + 0.25, "cosine similarity / temperature", ha="center", fontsize=9)
+    ax.text(
+        x0 - 0.15, y0 + n * c / 2, "images", rotation=90, ha="right", va="center", fontsize=8.5, color=BLUE
+    )
+    ax.text(x0 + n * c / 2, y0 - 0.2, "captions", ha="center", va="top", fontsize=8.5, color=GREEN)
+    ax.text(8.5, 2.6, "InfoNCE:", fontsize=9.5, weight="bold", color=VERMILION)
+    ax.text(
+        8.5,
+        1.45,
+        "each row and each\ncolumn is a softmax\nclassification whose\nright answer is the\ndiagonal",
+        fontsize=8.5,
+        color=GREY,
+    )
+    _save(fig, "dual_encoder")
+
+
+def draw_qformer():
+    """BLIP-2's Q-Former: queries and text share self-attention; only queries cross-attend to the frozen image."""
+    from course_utils.qformer import attention_masks
+
+    fig = plt.figure(figsize=(11, 4.6))
+    ax = fig.add_axes([0, 0, 0.62, 1])
+    ax.set_xlim(0, 6.8)
+    ax.set_ylim(0, 4.6)
+    ax.axis("off")
+    _box(ax, 0.1, 1.2, 1.3, 1.0, "frozen\nimage encoder", GREY, fontsize=9)
+    ax.text(
+        0.75,
+        0.85,
+        "e.g. ViT-L/14 at 224 px:\n257 × 1024 features",
+        ha="center",
+        va="top",
+        fontsize=7.5,
+        color=GREY,
+    )
+    ax.add_patch(
+        FancyBboxPatch((1.9, 0.45), 2.1, 3.5, boxstyle="round,pad=0.03", fc="#fff4dd", ec=ORANGE, lw=1.5)
+    )
+    ax.add_patch(
+        FancyBboxPatch((4.3, 0.45), 2.1, 3.5, boxstyle="round,pad=0.03", fc="#e3f4ee", ec=GREEN, lw=1.5)
+    )
+    ax.text(2.95, 4.15, "query transformer", ha="center", fontsize=9.5, color=ORANGE, weight="bold")
+    ax.text(5.35, 4.15, "text transformer", ha="center", fontsize=9.5, color=GREEN, weight="bold")
+    for x, color in [(2.05, ORANGE), (4.45, GREEN)]:
+        _box(ax, x, 3.0, 1.8, 0.55, "self-attention", color, fontsize=8.5)
+        _box(ax, x, 1.05, 1.8, 0.55, "feed forward", color, fontsize=8.5)
+    _box(ax, 2.05, 2.1, 1.8, 0.55, "cross-attention", ORANGE, fontsize=8.5)
+    ax.text(4.15, 3.27, "shared", ha="center", va="center", fontsize=8, color=VERMILION, rotation=90)
+    ax.plot([3.85, 4.45], [3.27, 3.27], color=VERMILION, lw=2, ls=":")
+    ax.text(2.95, 1.82, "(in every other block)", ha="center", va="center", fontsize=7.5, color="#8a5a00")
+    _arrow(ax, 1.4, 1.7, 2.05, 2.3)
+    ax.text(2.95, 0.2, "32 learned queries → Z: 32 × 768", ha="center", fontsize=8.5, color=ORANGE)
+    ax.text(5.35, 0.2, "text: [CLS] / [DEC] a small red circle", ha="center", fontsize=8.5, color=GREEN)
+    masks = attention_masks(3, 4)
+    titles = {"itc": "ITC: uni-modal", "itm": "ITM: bi-directional", "itg": "ITG: multimodal causal"}
+    for k, (name, mask) in enumerate(masks.items()):
+        mx = fig.add_axes([0.66 + 0.125 * k, 0.3, 0.095, 0.4])
+        mx.imshow(mask.numpy(), cmap="Blues", vmin=0, vmax=1.25)
+        mx.axhline(2.5, color=VERMILION, lw=1)
+        mx.axvline(2.5, color=VERMILION, lw=1)
+        mx.set_xticks([1, 4.5], ["Q", "T"], fontsize=8)
+        mx.set_yticks([1, 4.5], ["Q", "T"], fontsize=8)
+        mx.set_title(titles[name], fontsize=8)
+    fig.text(
+        0.82, 0.8, "self-attention masks (row attends to column; dark = allowed)", ha="center", fontsize=8.5
+    )
+    _save(fig, "qformer")
+
+
+DIAGRAMS = {"mllm_pipeline": draw_mllm_pipeline, "dual_encoder": draw_dual_encoder, "qformer": draw_qformer}
 
 if __name__ == "__main__":
     for name, draw in DIAGRAMS.items():

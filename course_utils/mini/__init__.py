@@ -20,6 +20,7 @@ from .models import (
     build_llava_next,
     load,
     save,
+    save_atomic,
 )
 from .tokenizer import SPECIAL_TOKENS, build_tokenizer, chat_template
 
@@ -38,4 +39,5 @@ __all__ = [
     "chat_template",
     "load",
     "save",
+    "save_atomic",
 ]

@@ -415,6 +415,26 @@ def save(model, processor, path: str | Path) -> Path:
     return path
 
 
+def save_atomic(model, processor, path: str | Path) -> Path:
+    """``save`` into a temporary sibling folder, then rename: a crash never leaves a half-written checkpoint."""
+    import shutil
+    import tempfile
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=path.name + ".", dir=path.parent))
+    try:
+        save(model, processor, tmp)
+        if path.exists():  # someone else finished first: keep theirs
+            shutil.rmtree(tmp)
+        else:
+            tmp.rename(path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
 def load(kind: str, path: str | Path):
     """Load ``(model, processor)`` saved by ``save``, offline, in eval mode."""
     _check_kind(kind)

@@ -1,0 +1,329 @@
+"""BLIP-2's Q-Former from scratch, at mini size, with its three stage-1 objectives and their masks.
+
+The Q-Former is one BERT-like transformer over a sequence ``[queries; text]``. The learned queries are the only
+tokens that cross-attend to the frozen image features (every ``cross_attention_freq``-th block); queries and text
+share the self-attention layers, and *who may attend to whom* is set by the objective's mask:
+
+* **ITC** (image–text contrastive): uni-modal — queries see queries, text sees text;
+* **ITM** (image–text matching): bi-directional — everything sees everything;
+* **ITG** (image-grounded text generation): multimodal causal — queries see queries; text sees all queries and
+  the text before it (the first text token is ``[DEC]`` instead of ``[CLS]``).
+
+Mirrors: BLIP-2 (Li et al., 2023, arXiv:2301.12597), Figure 2; LAVIS ``blip2_qformer.Blip2Qformer.forward`` and
+``Qformer.BertModel.get_extended_attention_mask`` (padding, ITC temperature, hard-negative sampling).
+Introduced in notebook 02.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def attention_masks(
+    num_query: int, text_len: int, text_attention_mask: torch.Tensor | None = None
+) -> dict[str, torch.Tensor]:
+    """The three objectives' self-attention masks over ``[queries; text]``: True = row token may attend to column.
+
+    ``text_attention_mask`` (1 = real token, 0 = padding; shape (text_len,)) masks padded *columns*, as LAVIS's
+    BERT masks do; padded rows keep their pattern (their outputs are ignored by the losses).
+    """
+    n = num_query + text_len
+    text_ok = (
+        torch.ones(text_len, dtype=torch.bool)
+        if text_attention_mask is None
+        else text_attention_mask.bool().reshape(text_len)
+    )
+    col_ok = torch.cat([torch.ones(num_query, dtype=torch.bool), text_ok])
+    is_query = torch.arange(n) < num_query
+    q_row, q_col = is_query[:, None], is_query[None, :]
+    same_modality = q_row == q_col
+    causal_text = torch.ones(text_len, text_len, dtype=torch.bool).tril()
+    itg = torch.zeros(n, n, dtype=torch.bool)
+    itg[:num_query, :num_query] = True  # queries see queries only
+    itg[num_query:, :num_query] = True  # text sees every query ...
+    itg[num_query:, num_query:] = causal_text  # ... and the text up to itself
+    return {
+        "itc": same_modality & col_ok[None, :],
+        "itm": col_ok[None, :].expand(n, n).clone(),
+        "itg": itg & col_ok[None, :],
+    }
+
+
+def hard_negative_weights(sim: torch.Tensor) -> torch.Tensor:
+    """Per-row probabilities of picking each in-batch candidate as the ITM hard negative (LAVIS today).
+
+    ``sim`` is square (already divided by the temperature); the diagonal (the positive) is set to -10000 and each
+    row goes through a softmax, so more similar candidates are likelier and the positive (almost) never drawn.
+    """
+    if sim.dim() != 2 or sim.shape[0] != sim.shape[1]:
+        raise ValueError(f"need a square similarity matrix, got shape {tuple(sim.shape)}")
+    logits = sim.detach().clone().float()
+    logits.fill_diagonal_(-10000.0)
+    return F.softmax(logits, dim=1)
+
+
+def sample_hard_negatives(sim: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One hard-negative index per row, drawn from ``hard_negative_weights(sim)`` (``torch.multinomial``)."""
+    return torch.multinomial(hard_negative_weights(sim), 1, generator=generator).squeeze(1)
+
+
+@dataclass
+class QFormerConfig:
+    """Mini sizes by default; BLIP-2's real ones in the comments."""
+
+    vocab_size: int
+    vision_dim: int = 64  # EVA ViT-g: 1408
+    hidden: int = 64  # 768 (BERT-base)
+    heads: int = 4  # 12
+    layers: int = 4  # 12
+    num_queries: int = 8  # 32
+    cross_attention_freq: int = 2  # 2: cross-attention in every other block
+    max_text_len: int = 16  # 32
+    embed_dim: int = 32  # 256: the ITC projection
+    ffn_mult: int = 2  # 4 (BERT's 3072 = 4 × 768)
+
+
+class Attention(nn.Module):
+    """Multi-head attention with a boolean mask (True = allowed)."""
+
+    def __init__(self, dim: int, heads: int, kv_dim: int | None = None):
+        super().__init__()
+        kv_dim = kv_dim or dim
+        self.heads = heads
+        self.q, self.k, self.v = nn.Linear(dim, dim), nn.Linear(kv_dim, dim), nn.Linear(kv_dim, dim)
+        self.out = nn.Linear(dim, dim)
+
+    def forward(self, x, context, mask=None):
+        b, n, d = x.shape
+
+        def split(t):
+            return t.view(b, -1, self.heads, d // self.heads).transpose(1, 2)
+
+        attn_mask = None if mask is None else mask[:, None] if mask.dim() == 3 else mask
+        y = F.scaled_dot_product_attention(
+            split(self.q(x)), split(self.k(context)), split(self.v(context)), attn_mask=attn_mask
+        )
+        return self.out(y.transpose(1, 2).reshape(b, n, d))
+
+
+def _ffn(dim: int, mult: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(dim, mult * dim), nn.GELU(), nn.Linear(mult * dim, dim))
+
+
+class QFormerLayer(nn.Module):
+    """Shared self-attention; cross-attention to the image for the queries only; separate FFNs for queries and text."""
+
+    def __init__(self, cfg: QFormerConfig, cross: bool):
+        super().__init__()
+        self.self_attn, self.ln_self = Attention(cfg.hidden, cfg.heads), nn.LayerNorm(cfg.hidden)
+        self.cross_attn = Attention(cfg.hidden, cfg.heads, cfg.vision_dim) if cross else None
+        self.ln_cross = nn.LayerNorm(cfg.hidden) if cross else None
+        self.ffn_query, self.ln_query = _ffn(cfg.hidden, cfg.ffn_mult), nn.LayerNorm(cfg.hidden)
+        self.ffn_text, self.ln_text = _ffn(cfg.hidden, cfg.ffn_mult), nn.LayerNorm(cfg.hidden)
+
+    def forward(self, x, num_query: int, mask, image):
+        x = self.ln_self(x + self.self_attn(x, x, mask))  # post-LN, as BERT
+        q, t = x[:, :num_query], x[:, num_query:]
+        if self.cross_attn is not None and num_query:
+            q = self.ln_cross(q + self.cross_attn(q, image))
+        q = self.ln_query(q + self.ffn_query(q))
+        t = self.ln_text(t + self.ffn_text(t))
+        return torch.cat([q, t], dim=1)
+
+
+class QFormer(nn.Module):
+    """The mini Q-Former with BLIP-2's stage-1 heads (ITC projections, ITM head, LM head) and temperature.
+
+    Unlike BLIP-2 it starts from scratch (no BERT weights) with PyTorch's default initialisation; BERT's N(0, 0.02)
+    initialisation learned several times slower at this size (measured on the shapes data).
+    """
+
+    def __init__(self, cfg: QFormerConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.ln_vision = nn.LayerNorm(cfg.vision_dim)  # BLIP-2 normalises the frozen ViT's features first
+        self.query_tokens = nn.Parameter(torch.randn(1, cfg.num_queries, cfg.hidden) * 0.02)
+        self.word_emb = nn.Embedding(cfg.vocab_size, cfg.hidden)
+        self.pos_emb = nn.Embedding(cfg.max_text_len, cfg.hidden)
+        self.ln_emb = nn.LayerNorm(cfg.hidden)
+        self.layers = nn.ModuleList(
+            QFormerLayer(cfg, cross=(i % cfg.cross_attention_freq == 0)) for i in range(cfg.layers)
+        )
+        self.vision_proj, self.text_proj = (
+            nn.Linear(cfg.hidden, cfg.embed_dim),
+            nn.Linear(cfg.hidden, cfg.embed_dim),
+        )
+        self.itm_head = nn.Linear(cfg.hidden, 2)
+        self.lm_head = nn.Linear(cfg.hidden, cfg.vocab_size)
+        self.lm_head.weight = self.word_emb.weight  # tied, as BERT's LM head
+        self.temp = nn.Parameter(torch.tensor(0.07))
+
+    def forward(self, image_feats, input_ids=None, text_attention_mask=None, mode: str | list[str] = "itm"):
+        """Hidden states of ``[queries; text]``: queries only when ``input_ids`` is None.
+
+        ``mode`` picks the mask ("itc", "itm" or "itg"); a list gives each sample its own mask, so several
+        objectives can share one batched forward pass.
+        """
+        b = image_feats.shape[0]
+        x = self.query_tokens.expand(b, -1, -1)
+        t = 0 if input_ids is None else input_ids.shape[1]
+        if t:
+            text = self.word_emb(input_ids) + self.pos_emb(torch.arange(t, device=input_ids.device))
+            x = torch.cat([x, text], dim=1)
+        x = self.ln_emb(x)
+        nq = self.cfg.num_queries
+        if text_attention_mask is None:
+            text_attention_mask = torch.ones(b, t, dtype=torch.bool, device=x.device)
+        # padding only removes columns, so one mask per objective and one column mask per sample suffice
+        base = attention_masks(nq, t)
+        modes = [mode] * b if isinstance(mode, str) else list(mode)
+        rows = torch.stack([base[m] for m in modes]).to(x.device)
+        cols = torch.cat(
+            [torch.ones(b, nq, dtype=torch.bool, device=x.device), text_attention_mask.bool()], dim=1
+        )
+        mask = rows & cols[:, None, :]
+        image = self.ln_vision(image_feats)
+        for layer in self.layers:
+            x = layer(x, nq, mask, image)
+        return x
+
+    def stage1_losses(
+        self, image_feats, input_ids, text_attention_mask, *, dec_token_id: int, generator=None
+    ) -> dict:
+        """ITC, ITM and ITG losses for a batch of matching (image, text) pairs, as LAVIS computes them."""
+        nq, b = self.cfg.num_queries, input_ids.shape[0]
+        with torch.no_grad():
+            self.temp.clamp_(0.001, 0.5)
+        # ITC: under the uni-modal mask queries and text cannot see each other, so one pass gives both sides
+        out = self.forward(image_feats, input_ids, text_attention_mask, mode="itc")
+        img = F.normalize(self.vision_proj(out[:, :nq]), dim=-1)  # (b, nq, e)
+        txt = F.normalize(self.text_proj(out[:, nq]), dim=-1)  # the text's first ([CLS]) token, (b, e)
+        sim_i2t = torch.einsum("iqe,te->itq", img, txt).max(-1).values / self.temp  # max over the queries
+        sim_t2i = sim_i2t.T
+        targets = torch.arange(b, device=input_ids.device)
+        itc = (
+            F.cross_entropy(sim_i2t, targets, label_smoothing=0.1)
+            + F.cross_entropy(sim_t2i, targets, label_smoothing=0.1)
+        ) / 2
+        # ITM samples: positives, (text, hard-negative image), (image, hard-negative text);
+        # ITG samples: [DEC] replaces [CLS]. Both go through one forward, each sample with its own mask.
+        neg_img = sample_hard_negatives(sim_t2i, generator)
+        neg_txt = sample_hard_negatives(sim_i2t, generator)
+        dec_ids = input_ids.clone()
+        dec_ids[:, 0] = dec_token_id
+        feats = torch.cat([image_feats, image_feats[neg_img], image_feats, image_feats])
+        ids = torch.cat([input_ids, input_ids, input_ids[neg_txt], dec_ids])
+        att = torch.cat(
+            [text_attention_mask, text_attention_mask, text_attention_mask[neg_txt], text_attention_mask]
+        )
+        out = self.forward(feats, ids, att, mode=["itm"] * (3 * b) + ["itg"] * b)
+        logits = self.itm_head(out[: 3 * b, :nq]).mean(1)  # one binary logit pair per query, averaged
+        labels = torch.cat([torch.ones(b), torch.zeros(2 * b)]).long().to(logits.device)
+        itm = F.cross_entropy(logits, labels)
+        scores = self.lm_head(out[3 * b :, nq:-1])  # predict each next text token, never the padding
+        target = dec_ids[:, 1:].masked_fill(~text_attention_mask[:, 1:].bool(), -100)
+        itg = F.cross_entropy(
+            scores.reshape(-1, scores.shape[-1]), target.reshape(-1), ignore_index=-100, label_smoothing=0.1
+        )
+        return {"itc": itc, "itm": itm, "itg": itg, "sim_i2t": sim_i2t.detach()}
+
+    @torch.no_grad()
+    def itc_similarity(self, image_feats, input_ids, text_attention_mask) -> torch.Tensor:
+        """(n_images, n_texts) ITC similarity: max over queries of cosine(query output, text [CLS] output)."""
+        nq = self.cfg.num_queries
+        img = F.normalize(self.vision_proj(self.forward(image_feats)[:, :nq]), dim=-1)
+        dummy = image_feats[:1].expand(len(input_ids), -1, -1)  # under the ITC mask text never sees the image
+        txt = F.normalize(
+            self.text_proj(self.forward(dummy, input_ids, text_attention_mask, mode="itc")[:, nq]), dim=-1
+        )
+        return torch.einsum("iqe,te->itq", img, txt).max(-1).values
+
+    @torch.no_grad()
+    def itm_score(self, image_feats, input_ids, text_attention_mask) -> torch.Tensor:
+        """Probability that each (image, text) pair matches, from the ITM head (row i pairs image i and text i)."""
+        logits = self.itm_head(
+            self.forward(image_feats, input_ids, text_attention_mask, mode="itm")[:, : self.cfg.num_queries]
+        )
+        return logits.mean(1).softmax(-1)[:, 1]
+
+    @torch.no_grad()
+    def generate(self, image_feats, bos_id: int, eos_id: int, max_new_tokens: int = 8) -> torch.Tensor:
+        """Greedy captioning with the ITG mask, starting from ``[DEC]`` (``bos_id``)."""
+        ids = torch.full((image_feats.shape[0], 1), bos_id, dtype=torch.long, device=image_feats.device)
+        for _ in range(max_new_tokens):
+            hidden = self.forward(image_feats, ids, None, mode="itg")
+            next_id = self.lm_head(hidden[:, -1]).argmax(-1, keepdim=True)
+            ids = torch.cat([ids, next_id], dim=1)
+            if (ids == eos_id).any(1).all():
+                break
+        return ids[:, 1:]
+
+
+def caption_ids(tokenizer, captions: list[str], max_len: int | None = None):
+    """Token ids for the Q-Former's text side: ``[CLS] caption <|endoftext|>``, right-padded (BERT style)."""
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "right"
+    try:
+        texts = [f"[CLS]{c}<|endoftext|>" for c in captions]
+        padding = "max_length" if max_len else "longest"
+        return tokenizer(
+            texts, add_special_tokens=False, padding=padding, max_length=max_len, return_tensors="pt"
+        )
+    finally:
+        tokenizer.padding_side = side
+
+
+def train_stage1(
+    model: QFormer,
+    image_feats: torch.Tensor,
+    owner: torch.Tensor,
+    input_ids: torch.Tensor,
+    text_attention_mask: torch.Tensor,
+    *,
+    dec_token_id: int,
+    steps: int,
+    batch_size: int = 24,
+    lr: float = 1e-3,
+    weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[str, list[float]]:
+    """BLIP-2 stage 1 on precomputed frozen image features: minimise ``weights · (ITC, ITM, ITG)``.
+
+    ``image_feats[i]`` shows the caption ``input_ids[owner[i]]``. Each batch holds distinct captions (so the
+    in-batch negatives are true negatives), one random image each. Returns the per-step loss history.
+    """
+    from tqdm.auto import tqdm
+
+    g = torch.Generator().manual_seed(seed)
+    by_caption = [torch.nonzero(owner == c).squeeze(1) for c in range(len(input_ids))]
+    captions = torch.tensor([c for c, idx in enumerate(by_caption) if len(idx)])
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
+    history: dict[str, list[float]] = {"itc": [], "itm": [], "itg": []}
+    model.train()
+    for _ in tqdm(range(steps), desc="Q-Former stage 1", disable=not progress):
+        chosen = captions[torch.randperm(len(captions), generator=g)[:batch_size]]
+        picks = torch.stack(
+            [by_caption[c][torch.randint(len(by_caption[c]), (1,), generator=g)][0] for c in chosen]
+        )
+        losses = model.stage1_losses(
+            image_feats[picks],
+            input_ids[chosen],
+            text_attention_mask[chosen],
+            dec_token_id=dec_token_id,
+            generator=g,
+        )
+        total = sum(w * losses[k] for w, k in zip(weights, ("itc", "itm", "itg"), strict=True))
+        opt.zero_grad()
+        total.backward()
+        opt.step()
+        sched.step()
+        for k in history:
+            history[k].append(losses[k].item())
+    model.eval()
+    return history
