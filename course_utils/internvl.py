@@ -1,0 +1,144 @@
+"""InternVL's image geometry: dynamic high-resolution tiling, pixel shuffle, and the visual-token count.
+
+How InternVL 1.5 / 2 turns one image into few enough tokens:
+
+1. **Dynamic high resolution**: choose a grid of ``cols × rows`` 448-px tiles (1 to 12 tiles in training) whose aspect
+   ratio is closest to the image's; resize the image to that grid and cut it into tiles, row by row; add a 448-px
+   **thumbnail** of the whole image when there is more than one tile.
+2. **InternViT** turns each tile into 32 × 32 = 1024 patch features (14-px patches).
+3. **Pixel shuffle** (scale 0.5) folds each 2 × 2 block of neighbouring patches into one token with 4× the channels:
+   1024 → 256 tokens per tile.
+4. **mlp1** (LayerNorm → Linear → GELU → Linear) maps them into the LLM's embedding space.
+
+Sizes are (width, height) as in PIL; grids are (cols, rows).
+Mirrors: the official ``dynamic_preprocess`` / ``find_closest_aspect_ratio`` (OpenGVLab/InternVL, also copied into
+LMDeploy and XTuner) and ``InternVLChatModel.pixel_shuffle`` (``ps_version`` v1 and v2); transformers'
+``GotOcr2ImageProcessor`` tiling and ``InternVLModel.pixel_shuffle`` agree with them (tested).
+Introduced in notebook 06.
+"""
+
+from __future__ import annotations
+
+import torch
+from PIL import Image
+from torch import nn
+
+
+def candidate_grids(min_num: int = 1, max_num: int = 12) -> list[tuple[int, int]]:
+    """Every (cols, rows) with ``min_num ≤ cols·rows ≤ max_num``, by tile count (the official order).
+
+    The official code builds a ``set`` and sorts it by area; within one area the set's order decides, and for
+    small integer tuples CPython's set order is deterministic, so the same list comes out here.
+    """
+    if not 1 <= min_num <= max_num:
+        raise ValueError(f"need 1 <= min_num <= max_num, got min_num={min_num}, max_num={max_num}")
+    grids = {
+        (i, j)
+        for n in range(min_num, max_num + 1)
+        for i in range(1, n + 1)
+        for j in range(1, n + 1)
+        if min_num <= i * j <= max_num
+    }
+    return sorted(grids, key=lambda g: g[0] * g[1])
+
+
+def dynamic_grid(
+    width: int, height: int, *, min_num: int = 1, max_num: int = 12, image_size: int = 448
+) -> tuple[int, int]:
+    """The (cols, rows) grid InternVL picks for a ``width × height`` image.
+
+    Closest aspect ratio wins; on an exact tie the later (larger) grid replaces the current one only when the image's
+    area exceeds half of that grid's area (so small images are not blown up to many tiles).
+    """
+    if width <= 0 or height <= 0:
+        raise ValueError(f"image size must be positive, got {width}×{height}")
+    aspect = width / height
+    area = width * height
+    best, best_diff = (1, 1), float("inf")
+    for cols, rows in candidate_grids(min_num, max_num):
+        diff = abs(aspect - cols / rows)
+        if diff < best_diff:
+            best, best_diff = (cols, rows), diff
+        elif diff == best_diff and area > 0.5 * image_size * image_size * cols * rows:
+            best = (cols, rows)
+    return best
+
+
+def num_tiles(
+    width: int,
+    height: int,
+    *,
+    min_num: int = 1,
+    max_num: int = 12,
+    image_size: int = 448,
+    use_thumbnail: bool = True,
+) -> int:
+    """Tiles the model sees for one image, the thumbnail included."""
+    cols, rows = dynamic_grid(width, height, min_num=min_num, max_num=max_num, image_size=image_size)
+    return cols * rows + (1 if use_thumbnail and cols * rows > 1 else 0)
+
+
+def dynamic_preprocess(
+    image: Image.Image,
+    *,
+    min_num: int = 1,
+    max_num: int = 12,
+    image_size: int = 448,
+    use_thumbnail: bool = True,
+) -> list[Image.Image]:
+    """Resize ``image`` to its grid and cut it into ``image_size``² tiles, row by row; the thumbnail comes last."""
+    cols, rows = dynamic_grid(*image.size, min_num=min_num, max_num=max_num, image_size=image_size)
+    resized = image.resize(
+        (cols * image_size, rows * image_size)
+    )  # PIL's default filter, as the official code
+    tiles = [
+        resized.crop((c * image_size, r * image_size, (c + 1) * image_size, (r + 1) * image_size))
+        for r in range(rows)
+        for c in range(cols)
+    ]
+    if use_thumbnail and len(tiles) > 1:
+        tiles.append(image.resize((image_size, image_size)))
+    return tiles
+
+
+def pixel_shuffle(x: torch.Tensor, scale_factor: float = 0.5, version: str = "v2") -> torch.Tensor:
+    """Fold neighbouring patches into channels: (N, H, W, C) → (N, H·s, W·s, C/s²).
+
+    With s = 0.5 each output token holds a 2 × 2 block of input patches. ``version="v1"`` returns the result with
+    its two spatial axes swapped (InternVL 1.0's legacy layout); v2 keeps the input's orientation.
+    """
+    if version not in ("v1", "v2"):
+        raise ValueError(f"version must be 'v1' or 'v2', got {version!r}")
+    n, h, w, c = x.shape
+    if (h * scale_factor) % 1 or (w * scale_factor) % 1 or (c / scale_factor**2) % 1:
+        raise ValueError(f"shape {tuple(x.shape)} cannot be pixel-shuffled with scale {scale_factor}")
+    # merge pairs along the second spatial axis into channels
+    x = x.reshape(n, h, int(w * scale_factor), int(c / scale_factor))
+    x = x.permute(0, 2, 1, 3)  # swap the spatial axes
+    # merge pairs along the (now second) first spatial axis into channels
+    x = x.reshape(n, int(w * scale_factor), int(h * scale_factor), int(c / scale_factor**2))
+    return x if version == "v1" else x.permute(0, 2, 1, 3).contiguous()
+
+
+def tokens_per_tile(*, image_size: int = 448, patch_size: int = 14, downsample_ratio: float = 0.5) -> int:
+    """Visual tokens per tile after pixel shuffle: (448/14)² · 0.5² = 256."""
+    return int((image_size // patch_size) ** 2 * downsample_ratio**2)
+
+
+def num_image_tokens(
+    num_tiles: int, *, image_size: int = 448, patch_size: int = 14, downsample_ratio: float = 0.5
+) -> int:
+    """``<IMG_CONTEXT>`` tokens for an image of ``num_tiles`` tiles (thumbnail included): 256 per 448-px tile."""
+    if num_tiles < 1:
+        raise ValueError(f"an image has at least one tile, got {num_tiles}")
+    return num_tiles * tokens_per_tile(
+        image_size=image_size, patch_size=patch_size, downsample_ratio=downsample_ratio
+    )
+
+
+def build_mlp1(vit_hidden: int, llm_hidden: int, downsample_ratio: float = 0.5) -> nn.Sequential:
+    """InternVL's projector: LayerNorm(C·4) → Linear(C·4 → H) → GELU → Linear(H → H), state-dict keys 0, 1, 3."""
+    c = int(vit_hidden / downsample_ratio**2)
+    return nn.Sequential(
+        nn.LayerNorm(c), nn.Linear(c, llm_hidden), nn.GELU(), nn.Linear(llm_hidden, llm_hidden)
+    )
