@@ -142,3 +142,40 @@ def build_mlp1(vit_hidden: int, llm_hidden: int, downsample_ratio: float = 0.5) 
     return nn.Sequential(
         nn.LayerNorm(c), nn.Linear(c, llm_hidden), nn.GELU(), nn.Linear(llm_hidden, llm_hidden)
     )
+
+
+def tiling_figure(image: Image.Image, *, max_num: int = 12, image_size: int = 448, title: str | None = None):
+    """Draw InternVL's tiling of ``image``: the grid on the image, then the tiles and the thumbnail as the ViT sees them.
+
+    The callback of notebook 06's interactive explorer (and its static fallback).
+    """
+    import matplotlib.pyplot as plt
+
+    from . import viz
+
+    cols, rows = dynamic_grid(*image.size, max_num=max_num, image_size=image_size)
+    tiles = dynamic_preprocess(image, max_num=max_num, image_size=image_size)
+    tokens = num_image_tokens(len(tiles), image_size=image_size)
+    fig = plt.figure(figsize=(11, 4))
+    ax = fig.add_axes([0.0, 0.05, 0.45, 0.85])
+    viz.draw_tiles(image, (cols, rows), ax=ax)
+    ax.set_title(title or f"{image.width}×{image.height} → grid {cols}×{rows}", fontsize=10)
+    n = len(tiles)
+    per_row = max(cols, 1) + (1 if n > 1 else 0)
+    for i, tile in enumerate(tiles):
+        r, c = (i // cols, i % cols) if i < cols * rows else (0, cols)
+        w = 0.5 / per_row
+        sub = fig.add_axes(
+            [
+                0.48 + c * w,
+                0.9 - (r + 1) * min(w * 2.2, 0.85 / max(rows, 1)),
+                w * 0.95,
+                min(w * 2.2, 0.85 / max(rows, 1)) * 0.95,
+            ]
+        )
+        sub.imshow(tile)
+        sub.set_xticks([])
+        sub.set_yticks([])
+        sub.set_title("thumbnail" if i == cols * rows else str(i + 1), fontsize=7)
+    fig.suptitle(f"{n} tile(s) × {tokens // n} tokens = {tokens} visual tokens", fontsize=11)
+    return fig

@@ -217,7 +217,215 @@ def draw_qformer():
     _save(fig, "qformer")
 
 
-DIAGRAMS = {"mllm_pipeline": draw_mllm_pipeline, "dual_encoder": draw_dual_encoder, "qformer": draw_qformer}
+def draw_internvl():
+    """ViT-MLP-LLM: InternViT → pixel shuffle → MLP projector → LLM, with InternVL2-2B's sizes."""
+    fig, ax = plt.subplots(figsize=(11, 3.4))
+    ax.set_xlim(0, 11)
+    ax.set_ylim(0, 3.4)
+    ax.axis("off")
+    ax.add_patch(FancyBboxPatch((0.15, 1.25), 0.8, 0.9, boxstyle="round,pad=0.02", fc="#dfe9f3", ec=BLUE))
+    ax.text(0.55, 2.35, "448² tiles", ha="center", fontsize=9)
+    _box(ax, 1.3, 1.15, 2.0, 1.1, "InternViT-300M", BLUE, fontsize=10, sub="24 layers · 1024-d")
+    _box(ax, 3.8, 1.15, 1.8, 1.1, "pixel shuffle", PURPLE, fontsize=10, sub="1024 → 256 tokens")
+    _box(ax, 6.1, 1.15, 1.7, 1.1, "MLP (mlp1)", ORANGE, fontsize=10, sub="12.6 M params")
+    _box(ax, 8.3, 1.15, 2.4, 1.1, "InternLM2-1.8B", GREEN, fontsize=10, sub="internlm2-chat-1_8b")
+    for x0, x1 in [(0.95, 1.3), (3.3, 3.8), (5.6, 6.1), (7.8, 8.3)]:
+        _arrow(ax, x0, 1.7, x1, 1.7)
+    ax.text(
+        2.3, 0.8, "32×32 patches of 14 px\n→ 1024 × 1024-d", ha="center", va="top", fontsize=8, color=GREY
+    )
+    ax.text(4.7, 0.8, "2×2 neighbours → 1 token\n256 × 4096-d", ha="center", va="top", fontsize=8, color=GREY)
+    ax.text(6.95, 0.8, "LayerNorm → Linear\n→ GELU → Linear", ha="center", va="top", fontsize=8, color=GREY)
+    ax.text(
+        9.5,
+        0.8,
+        "<img> 256·n <IMG_CONTEXT> </img>\n+ the text prompt",
+        ha="center",
+        va="top",
+        fontsize=8,
+        color=GREY,
+    )
+    ax.text(
+        5.5,
+        3.0,
+        "InternVL2-2B = ViT + MLP + LLM ≈ 2.21 B parameters",
+        ha="center",
+        fontsize=10,
+        weight="bold",
+    )
+    _save(fig, "internvl")
+
+
+def draw_pixel_shuffle():
+    """Pixel shuffle with scale 0.5: each 2×2 block of patch features becomes one token with 4× the channels."""
+    import numpy as np
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4), gridspec_kw={"width_ratios": [1, 1]})
+    colors = [BLUE, ORANGE, GREEN, VERMILION]
+    n = 8
+    ax = axes[0]
+    for r in range(n):
+        for c in range(n):
+            block = (r // 2) * (n // 2) + c // 2
+            shade = 0.35 + 0.65 * ((r % 2) * 2 + c % 2) / 3
+            ax.add_patch(plt.Rectangle((c, n - 1 - r), 1, 1, fc=colors[block % 4], alpha=shade, ec="white"))
+    ax.set_xlim(0, n)
+    ax.set_ylim(0, n)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    ax.set_title("patch features: H × W × C\n(InternVL2: 32 × 32 × 1024)", fontsize=10)
+    ax = axes[1]
+    m = n // 2
+    for r in range(m):
+        for c in range(m):
+            block = r * m + c
+            for k in range(4):
+                ax.add_patch(
+                    plt.Rectangle(
+                        (c + k * 0.25, m - 1 - r),
+                        0.25,
+                        1,
+                        fc=colors[block % 4],
+                        alpha=0.35 + 0.65 * k / 3,
+                        ec="white",
+                        lw=0.5,
+                    )
+                )
+    ax.set_xlim(0, m)
+    ax.set_ylim(0, m)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    ax.set_title("tokens: H/2 × W/2 × 4C\n(InternVL2: 16 × 16 × 4096)", fontsize=10)
+    fig.text(0.5, 0.5, "→", ha="center", va="center", fontsize=28, color=GREY)
+    _ = np
+    _save(fig, "pixel_shuffle")
+
+
+def draw_dynamic_tiling():
+    """Dynamic high resolution: closest-aspect grid of 448² tiles, row by row, plus a thumbnail."""
+    fig, ax = plt.subplots(figsize=(10, 3.6))
+    ax.set_xlim(0, 10)
+    ax.set_ylim(0, 3.6)
+    ax.axis("off")
+    ax.add_patch(plt.Rectangle((0.2, 0.9), 2.4, 1.6, fc="#dfe9f3", ec=BLUE, lw=1.5))
+    ax.text(1.4, 2.7, "image 1344 × 896 (3:2)", ha="center", fontsize=9)
+    _arrow(ax, 2.8, 1.7, 3.5, 1.7)
+    ax.text(3.15, 1.95, "closest\naspect ratio", ha="center", fontsize=7.5, color=GREY)
+    x0, y0, t = 3.7, 0.8, 0.85
+    k = 1
+    for r in range(2):
+        for c in range(3):
+            ax.add_patch(plt.Rectangle((x0 + c * t, y0 + (1 - r) * t), t, t, fc="#dfe9f3", ec=ORANGE, lw=2))
+            ax.text(
+                x0 + c * t + t / 2,
+                y0 + (1 - r) * t + t / 2,
+                str(k),
+                ha="center",
+                va="center",
+                fontsize=11,
+                color=ORANGE,
+            )
+            k += 1
+    ax.text(x0 + 1.5 * t, 2.6, "grid 3 × 2 of 448² tiles", ha="center", fontsize=9)
+    ax.add_patch(plt.Rectangle((7.1, 1.2), t, t, fc="#e3f4ee", ec=GREEN, lw=2))
+    ax.text(7.1 + t / 2, 1.2 + t / 2, "7", ha="center", va="center", fontsize=11, color=GREEN)
+    ax.text(7.1 + t / 2, 2.25, "thumbnail\n(whole image)", ha="center", fontsize=8.5)
+    ax.text(8.4, 1.65, "7 × 256\n= 1792 tokens", ha="left", va="center", fontsize=10, weight="bold")
+    ax.text(5, 0.3, "1–12 tiles in training (35 grids), up to 40 at test; a thumbnail only when there is more than one tile",
+            ha="center", fontsize=8.5, color=GREY)  # fmt: skip
+    _save(fig, "dynamic_tiling")
+
+
+def draw_multitask_routing():
+    """VisionLLMv2-style routing: the LLM emits a routing token; its hidden state (+ task embeddings) feeds a decoder."""
+    fig, ax = plt.subplots(figsize=(10.5, 3.4))
+    ax.set_xlim(0, 10.5)
+    ax.set_ylim(0, 3.4)
+    ax.axis("off")
+    _box(ax, 0.2, 1.2, 2.2, 1.0, "InternVL (LLM)", GREEN, fontsize=10, sub="image + instruction")
+    ax.text(3.6, 2.85, "output tokens", ha="center", fontsize=9)
+    toks = ["the", "cat", "[DET]", "[EMB]"]
+    for i, tok in enumerate(toks):
+        fc = VERMILION if tok.startswith("[") else GREY
+        ax.add_patch(
+            FancyBboxPatch(
+                (2.75 + i * 0.45, 2.35), 0.4, 0.3, boxstyle="round,pad=0.01", fc=fc, ec="none", alpha=0.85
+            )
+        )
+        ax.text(2.95 + i * 0.45, 2.5, tok, ha="center", va="center", fontsize=6.5, color="white")
+    _arrow(ax, 2.4, 1.7, 3.0, 1.7)
+    ax.text(
+        3.7,
+        1.7,
+        "hidden state of\nthe routing token\n+ task embeddings",
+        ha="center",
+        va="center",
+        fontsize=8,
+    )
+    for name, y, c in [
+        ("detection decoder", 2.25, ORANGE),
+        ("segmentation decoder", 1.3, PURPLE),
+        ("image generator", 0.35, BLUE),
+    ]:
+        _box(ax, 5.6, y, 2.4, 0.75, name, c, fontsize=9)
+        _arrow(ax, 4.5, 1.7, 5.6, y + 0.37)
+    for name, y in [("boxes", 2.62), ("masks", 1.67), ("images", 0.72)]:
+        ax.text(8.6, y, name, va="center", fontsize=9)
+        _arrow(ax, 8.0, y, 8.5, y)
+    ax.text(
+        5.25,
+        3.3,
+        "routing token [DET] → detection decoder; text tokens stay text",
+        ha="center",
+        fontsize=9,
+        color=VERMILION,
+    )
+    _save(fig, "multitask_routing")
+
+
+def draw_training_stages():
+    """InternVL2's two stages (as the seed summarises them): stage 1 trains the MLP; stage 2 trains everything."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 2.8))
+    for ax, (title, trained) in zip(
+        axes,
+        [("stage 1: MLP warm-up", {"MLP"}), ("stage 2: instruction tuning", {"ViT", "MLP", "LLM"})],
+        strict=True,
+    ):
+        ax.set_xlim(0, 5)
+        ax.set_ylim(0, 2.4)
+        ax.axis("off")
+        ax.set_title(title, fontsize=10)
+        for x, name, color in [(0.1, "ViT", BLUE), (1.8, "MLP", ORANGE), (3.4, "LLM", GREEN)]:
+            on = name in trained
+            ax.add_patch(
+                FancyBboxPatch(
+                    (x, 0.8), 1.4, 0.8, boxstyle="round,pad=0.02", fc=color if on else "#d9d9d9", ec="none"
+                )
+            )
+            ax.text(
+                x + 0.7,
+                1.2,
+                name,
+                ha="center",
+                va="center",
+                color="white" if on else GREY,
+                fontsize=10,
+                weight="bold",
+            )
+            ax.text(x + 0.7, 0.45, "trained" if on else "frozen", ha="center", fontsize=8, color=GREY)
+    _save(fig, "training_stages")
+
+
+DIAGRAMS = {
+    "mllm_pipeline": draw_mllm_pipeline,
+    "dual_encoder": draw_dual_encoder,
+    "qformer": draw_qformer,
+    "internvl": draw_internvl,
+    "pixel_shuffle": draw_pixel_shuffle,
+    "dynamic_tiling": draw_dynamic_tiling,
+    "multitask_routing": draw_multitask_routing,
+    "training_stages": draw_training_stages,
+}
 
 if __name__ == "__main__":
     for name, draw in DIAGRAMS.items():

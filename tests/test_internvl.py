@@ -181,3 +181,19 @@ def test_mlp1_matches_transformers_projector():
     shapes = [tuple(p.shape) for p in ours.parameters()]
     assert shapes == [tuple(p.shape) for p in theirs.parameters()]
     assert list(ours.state_dict()) == ["0.weight", "0.bias", "1.weight", "1.bias", "3.weight", "3.bias"]
+
+
+@pytest.mark.parametrize(
+    "size,max_num", [((1200, 500), 12), ((250, 100), 12), ((448, 448), 1), ((300, 1200), 6)]
+)
+def test_explorer_callback_draws_every_tile(size, max_num):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = internvl.tiling_figure(Image.new("RGB", size, (200, 100, 50)), max_num=max_num)
+    tiles = internvl.num_tiles(*size, max_num=max_num)
+    assert len(fig.axes) == 1 + tiles
+    assert f"= {internvl.num_image_tokens(tiles)} visual tokens" in fig._suptitle.get_text()
+    plt.close(fig)

@@ -4,10 +4,12 @@
     tokenizer = mini.build_tokenizer()
     model, processor = mini.build("internvl")          # or "clip", "llava", "llava_next", "blip2"
     mini.save(model, processor, path); mini.load("internvl", path)
+    model, processor = mini.load_mini_internvl()        # the *trained* mini InternVL (cached; trains once)
 
 Introduced in notebook 00.
 """
 
+from .internvl_train import Recipe, load_mini_internvl
 from .models import (
     KINDS,
     LLAVA_NEXT_PINPOINTS,
@@ -29,6 +31,7 @@ __all__ = [
     "LLAVA_NEXT_PINPOINTS",
     "SPECIAL_TOKENS",
     "MiniInternVLProcessor",
+    "Recipe",
     "build",
     "build_blip2",
     "build_clip",
@@ -38,6 +41,7 @@ __all__ = [
     "build_tokenizer",
     "chat_template",
     "load",
+    "load_mini_internvl",
     "save",
     "save_atomic",
 ]

@@ -1,0 +1,90 @@
+"""LLaVA's connector and image arithmetic: projectors, visual-token counts, LLaVA-NeXT's AnyRes tiling.
+
+* LLaVA: CLIP ViT-L/14 (second-to-last layer, CLS dropped) → a **linear** projector → LLM; 224 px → 256 tokens.
+* LLaVA-1.5: 336 px → 576 tokens; projector ``mlp2x_gelu`` = Linear → GELU → Linear.
+* LLaVA-NeXT (1.6): **AnyRes**. Pick the best grid resolution from ``grid_pinpoints``, resize-and-pad the image to it,
+  encode each 336-px tile plus a 336-px base image, **unpad** the tile features back to the image's aspect ratio and
+  append a learned **newline** token after every feature row.
+
+Sizes are (width, height) as in PIL; grid pinpoints are (width, height) as in the official LLaVA repository
+(transformers reads the same lists as (height, width): see notebook 04).
+Mirrors: haotian-liu/LLaVA ``llava/model/multimodal_projector/builder.py`` (``build_vision_projector``),
+``llava/mm_utils.py`` (``select_best_resolution``, ``get_anyres_image_grid_shape``) and
+``llava/model/llava_arch.py`` (``unpad_image`` and the ``spatial_unpad`` merge).
+Introduced in notebooks 03 and 04.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+LLAVA_NEXT_PINPOINTS = [[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]]
+
+
+def build_projector(kind: str, vision_dim: int, llm_dim: int) -> nn.Module:
+    """``"linear"`` → ``nn.Linear``; ``"mlp2x_gelu"`` → ``Sequential(Linear, GELU, Linear)`` (keys ``0.*``, ``2.*``)."""
+    if kind == "linear":
+        return nn.Linear(vision_dim, llm_dim)
+    if kind == "mlp2x_gelu":
+        return nn.Sequential(nn.Linear(vision_dim, llm_dim), nn.GELU(), nn.Linear(llm_dim, llm_dim))
+    raise ValueError(f"unknown projector {kind!r}: use 'linear' or 'mlp2x_gelu'")
+
+
+def vit_tokens(image_size: int = 336, patch_size: int = 14, *, cls: bool = False) -> int:
+    """Patch tokens of a square ViT input (+1 with ``cls``): 224/14 → 256, 336/14 → 576."""
+    return (image_size // patch_size) ** 2 + (1 if cls else 0)
+
+
+def select_best_resolution(image_size: tuple[int, int], possible_resolutions) -> tuple[int, int]:
+    """The official rule: the resolution that keeps the most of the image's pixels, then the one that wastes least."""
+    width, height = image_size
+    best, best_effective, best_waste = None, 0, float("inf")
+    for w, h in possible_resolutions:
+        scale = min(w / width, h / height)
+        effective = min(int(width * scale) * int(height * scale), width * height)
+        waste = w * h - effective
+        if effective > best_effective or (effective == best_effective and waste < best_waste):
+            best, best_effective, best_waste = (w, h), effective, waste
+    return best
+
+
+def anyres_grid_shape(image_size: tuple[int, int], grid_pinpoints, patch_size: int = 336) -> tuple[int, int]:
+    """(cols, rows) of ``patch_size`` tiles for the best resolution."""
+    w, h = select_best_resolution(image_size, grid_pinpoints)
+    return w // patch_size, h // patch_size
+
+
+def unpadded_shape(image_size: tuple[int, int], feature_size: tuple[int, int]) -> tuple[int, int]:
+    """(width, height) of the tile feature map after ``unpad_image`` removes the padding rows or columns."""
+    width, height = image_size
+    cur_w, cur_h = feature_size
+    if width / height > cur_w / cur_h:  # padding was added above and below
+        new_h = int(height * (cur_w / width))
+        pad = (cur_h - new_h) // 2
+        return cur_w, cur_h - 2 * pad
+    new_w = int(width * (cur_h / height))
+    pad = (cur_w - new_w) // 2
+    return cur_w - 2 * pad, cur_h
+
+
+def anyres_num_tokens(
+    image_size: tuple[int, int],
+    grid_pinpoints=LLAVA_NEXT_PINPOINTS,
+    *,
+    patch_size: int = 336,
+    tokens_per_side: int = 24,
+    merge: str = "spatial_unpad",
+) -> int:
+    """Visual tokens the official LLaVA-1.6 code inserts for one image.
+
+    ``spatial_unpad``: base 576 + every unpadded feature row of the tiles, each followed by a newline token;
+    ``spatial``: base + 576 per tile; ``flat``: the same count, all features in a row.
+    """
+    cols, rows = anyres_grid_shape(image_size, grid_pinpoints, patch_size)
+    base = tokens_per_side**2
+    if merge in ("spatial", "flat"):
+        return base + cols * rows * base
+    if merge != "spatial_unpad":
+        raise ValueError(f"unknown merge {merge!r}: use 'spatial_unpad', 'spatial' or 'flat'")
+    w, h = unpadded_shape(image_size, (cols * tokens_per_side, rows * tokens_per_side))
+    return base + h * (w + 1)
