@@ -21,6 +21,7 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch  # noqa: E402
 HERE = Path(__file__).resolve().parent
 # Keep text as text in the SVG: the browser renders it (Chinese included) with its own fonts.
 plt.rcParams["svg.fonttype"] = "none"
+plt.rcParams["svg.hashsalt"] = "mllm-course"  # stable ids: redrawing an unchanged diagram changes nothing
 warnings.filterwarnings("ignore", message="Glyph .* missing from font")
 BLUE, ORANGE, GREEN, VERMILION, PURPLE, GREY = (
     "#0072B2",
@@ -58,6 +59,15 @@ def _arrow(ax, x0, y0, x1, y1, color=GREY):
     )
 
 
+def _canvas(width: float, height: float):
+    """A blank figure whose data coordinates are inches: (0, 0) bottom left, (width, height) top right."""
+    fig, ax = plt.subplots(figsize=(width, height))
+    ax.set_xlim(0, width)
+    ax.set_ylim(0, height)
+    ax.axis("off")
+    return fig, ax
+
+
 def _save(fig, name, fmt="svg"):
     fig.savefig(
         HERE / f"{name}.{fmt}",
@@ -70,10 +80,7 @@ def _save(fig, name, fmt="svg"):
 
 def draw_mllm_pipeline():
     """The common MLLM picture: image → vision encoder → connector → LLM ← text, with where each part is taught."""
-    fig, ax = plt.subplots(figsize=(11, 3.6))
-    ax.set_xlim(0, 11)
-    ax.set_ylim(0, 3.6)
-    ax.axis("off")
+    fig, ax = _canvas(11, 3.6)
     ax.text(0.55, 2.4, "image", ha="center", fontsize=10)
     ax.add_patch(FancyBboxPatch((0.2, 1.3), 0.7, 0.9, boxstyle="round,pad=0.02", fc="#dfe9f3", ec=BLUE))
     _box(ax, 1.3, 1.2, 2.3, 1.1, "vision encoder", BLUE, sub="ViT · CLIP · InternViT")
@@ -114,10 +121,7 @@ def draw_dual_encoder():
     """CLIP-style dual encoder: two towers, one shared embedding space, a similarity matrix trained with InfoNCE."""
     import numpy as np
 
-    fig, ax = plt.subplots(figsize=(10.5, 4.2))
-    ax.set_xlim(0, 10.5)
-    ax.set_ylim(0, 4.2)
-    ax.axis("off")
+    fig, ax = _canvas(10.5, 4.2)
     ax.text(0.6, 3.55, "images", ha="center", fontsize=10)
     ax.text(0.6, 0.95, "captions", ha="center", fontsize=10)
     for k in range(3):
@@ -219,10 +223,7 @@ def draw_qformer():
 
 def draw_internvl():
     """ViT-MLP-LLM: InternViT → pixel shuffle → MLP projector → LLM, with InternVL2-2B's sizes."""
-    fig, ax = plt.subplots(figsize=(11, 3.4))
-    ax.set_xlim(0, 11)
-    ax.set_ylim(0, 3.4)
-    ax.axis("off")
+    fig, ax = _canvas(11, 3.4)
     ax.add_patch(FancyBboxPatch((0.15, 1.25), 0.8, 0.9, boxstyle="round,pad=0.02", fc="#dfe9f3", ec=BLUE))
     ax.text(0.55, 2.35, "448² tiles", ha="center", fontsize=9)
     _box(ax, 1.3, 1.15, 2.0, 1.1, "InternViT-300M", BLUE, fontsize=10, sub="24 layers · 1024-d")
@@ -303,10 +304,7 @@ def draw_pixel_shuffle():
 
 def draw_dynamic_tiling():
     """Dynamic high resolution: closest-aspect grid of 448² tiles, row by row, plus a thumbnail."""
-    fig, ax = plt.subplots(figsize=(10, 3.6))
-    ax.set_xlim(0, 10)
-    ax.set_ylim(0, 3.6)
-    ax.axis("off")
+    fig, ax = _canvas(10, 3.6)
     ax.add_patch(plt.Rectangle((0.2, 0.9), 2.4, 1.6, fc="#dfe9f3", ec=BLUE, lw=1.5))
     ax.text(1.4, 2.7, "image 1344 × 896 (3:2)", ha="center", fontsize=9)
     _arrow(ax, 2.8, 1.7, 3.5, 1.7)
@@ -338,10 +336,7 @@ def draw_dynamic_tiling():
 
 def draw_multitask_routing():
     """VisionLLMv2-style routing: the LLM emits a routing token; its hidden state (+ task embeddings) feeds a decoder."""
-    fig, ax = plt.subplots(figsize=(10.5, 3.4))
-    ax.set_xlim(0, 10.5)
-    ax.set_ylim(0, 3.4)
-    ax.axis("off")
+    fig, ax = _canvas(10.5, 3.4)
     _box(ax, 0.2, 1.2, 2.2, 1.0, "InternVL (LLM)", GREEN, fontsize=10, sub="image + instruction")
     ax.text(3.6, 2.85, "output tokens", ha="center", fontsize=9)
     toks = ["the", "cat", "[DET]", "[EMB]"]

@@ -56,3 +56,23 @@ def test_every_drawn_diagram_is_committed_and_shows():
         assert "<svg" in svg.data
     with pytest.raises(FileNotFoundError, match="available: .*mllm_pipeline"):
         viz.show_diagram("nope")
+
+
+def test_committed_diagrams_are_what_the_script_draws(tmp_path, monkeypatch):
+    """Redrawing gives byte-identical SVGs (stable ids), so a stale diagram shows up here."""
+    import importlib.util
+
+    from course_utils import paths
+
+    spec = importlib.util.spec_from_file_location(
+        "draw_diagrams_check", paths.images_dir() / "draw_diagrams.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "HERE", tmp_path)
+    for name, draw in module.DIAGRAMS.items():
+        draw()
+        committed = (paths.images_dir() / f"{name}.svg").read_bytes()
+        assert (tmp_path / f"{name}.svg").read_bytes() == committed, (
+            f"images/{name}.svg is stale: run python images/draw_diagrams.py"
+        )
