@@ -88,3 +88,74 @@ def anyres_num_tokens(
         raise ValueError(f"unknown merge {merge!r}: use 'spatial_unpad', 'spatial' or 'flat'")
     w, h = unpadded_shape(image_size, (cols * tokens_per_side, rows * tokens_per_side))
     return base + h * (w + 1)
+
+
+# LLaVA-1.5-HD (Improved Baselines, appendix): 224-px tiles from CLIP-224, at most 6 tiles (up to 672 × 448), plus a
+# 224-px global image. The paper describes it without released code; these pinpoints are the course's reading of it.
+LLAVA_HD_PINPOINTS = [[224 * c, 224 * r] for r in range(1, 4) for c in range(1, 4) if c * r <= 6]
+
+
+def hd_num_tokens(image_size: tuple[int, int]) -> int:
+    """LLaVA-1.5-HD, as the course reconstructs it: global 256 + unpadded tile rows of 16 tokens, each + a row-end token."""
+    return anyres_num_tokens(image_size, LLAVA_HD_PINPOINTS, patch_size=224, tokens_per_side=16)
+
+
+def resize_and_pad(image, target_resolution: tuple[int, int]):
+    """Fit ``image`` inside ``target_resolution`` keeping its aspect ratio, centred on black (official LLaVA-NeXT)."""
+    import math
+
+    from PIL import Image
+
+    width, height = image.size
+    tw, th = target_resolution
+    scale_w, scale_h = (
+        tw / width,
+        th / height,
+    )  # computed as the official code does: float rounding decides ceil()
+    if scale_w < scale_h:
+        new_w, new_h = tw, min(math.ceil(height * scale_w), th)
+    else:
+        new_w, new_h = min(math.ceil(width * scale_h), tw), th
+    canvas = Image.new("RGB", (tw, th), (0, 0, 0))
+    canvas.paste(image.resize((new_w, new_h)), ((tw - new_w) // 2, (th - new_h) // 2))
+    return canvas
+
+
+def anyres_figure(
+    image, grid_pinpoints=LLAVA_NEXT_PINPOINTS, *, patch_size: int = 336, tokens_per_side: int = 24
+):
+    """Draw LLaVA-NeXT's AnyRes on ``image``: the padded canvas with its tiles, and the kept feature rows.
+
+    The callback of notebook 04's explorer (and its static fallback).
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib import patches
+
+    from . import viz
+
+    target = select_best_resolution(image.size, grid_pinpoints)
+    cols, rows = target[0] // patch_size, target[1] // patch_size
+    canvas = resize_and_pad(image, target)
+    fw, fh = cols * tokens_per_side, rows * tokens_per_side
+    kw, kh = unpadded_shape(image.size, (fw, fh))
+    total = anyres_num_tokens(
+        image.size, grid_pinpoints, patch_size=patch_size, tokens_per_side=tokens_per_side
+    )
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    viz.draw_tiles(
+        canvas,
+        (cols, rows),
+        ax=axes[0],
+        title=f"{image.width}×{image.height} → best {target[0]}×{target[1]}, padded",
+    )
+    ax = axes[1]
+    ax.imshow(canvas.resize((fw, fh)), extent=(0, fw, fh, 0), alpha=0.35)
+    x0, y0 = (fw - kw) // 2, (fh - kh) // 2
+    ax.add_patch(patches.Rectangle((x0, y0), kw, kh, fill=False, ec=viz.PALETTE[3], lw=2))
+    ax.add_patch(patches.Rectangle((fw, y0), max(fw / 40, 0.6), kh, color=viz.PALETTE[2]))
+    ax.set_xlim(0, fw + max(fw / 20, 1.5))
+    ax.set_ylim(fh, 0)
+    ax.set_title(f"features {fw}×{fh} → kept {kw}×{kh} (+1 newline per row)", fontsize=10)
+    base = tokens_per_side**2
+    fig.suptitle(f"{base} (base image) + {kh} × ({kw} + 1) = {total} visual tokens", fontsize=11)
+    return fig

@@ -122,3 +122,48 @@ def test_mini_llava_next_processor_agrees_where_conventions_agree(next_processor
 def test_the_convention_trap(next_processor):
     """transformers reads pinpoints as (height, width) and rounds the unpadding differently (FACTS)."""
     assert llava.anyres_num_tokens((300, 200)) == 976 and processor_count(next_processor, (300, 200)) == 1464
+
+
+def official_resize_and_pad(image, target_resolution):
+    """llava/mm_utils.py resize_and_pad_image, restated."""
+    import math
+
+    ow, oh = image.size
+    tw, th = target_resolution
+    sw, sh = tw / ow, th / oh
+    if sw < sh:
+        nw, nh = tw, min(math.ceil(oh * sw), th)
+    else:
+        nh, nw = th, min(math.ceil(ow * sh), tw)
+    out = Image.new("RGB", (tw, th), (0, 0, 0))
+    out.paste(image.resize((nw, nh)), ((tw - nw) // 2, (th - nh) // 2))
+    return out
+
+
+@pytest.mark.parametrize("size", [(1920, 1080), (300, 200), (200, 300), (336, 336), (4000, 300), (7, 900)])
+def test_resize_and_pad_matches_official(size):
+    from course_utils import data
+
+    img = data.sample_photo("coffee").resize(size)
+    target = llava.select_best_resolution(size, llava.LLAVA_NEXT_PINPOINTS)
+    ours = llava.resize_and_pad(img, target)
+    assert ours.size == target and ours.tobytes() == official_resize_and_pad(img, target).tobytes()
+
+
+def test_hd_reconstruction():
+    assert max(c * r for c, r in ((w // 224, h // 224) for w, h in llava.LLAVA_HD_PINPOINTS)) == 6
+    assert max(max(p) for p in llava.LLAVA_HD_PINPOINTS) == 672
+    assert llava.hd_num_tokens((224, 224)) == 256 + 16 * 17 * 1  # 1×1 tile... ties pick the first (1×1)
+    assert llava.hd_num_tokens((672, 448)) == 256 + 32 * (48 + 1)
+
+
+@pytest.mark.parametrize("size", [(1920, 1080), (300, 200), (336, 1008)])
+def test_explorer_callback(size):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = llava.anyres_figure(Image.new("RGB", size, (10, 120, 200)))
+    assert f"= {llava.anyres_num_tokens(size)} visual tokens" in fig._suptitle.get_text()
+    plt.close(fig)
