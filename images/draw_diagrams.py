@@ -411,6 +411,126 @@ def draw_training_stages():
     _save(fig, "training_stages")
 
 
+def draw_llava():
+    """LLaVA: CLIP ViT (second-to-last layer, CLS dropped) → projector → LLM, with the visual tokens in the prompt."""
+    fig, ax = _canvas(11, 3.6)
+    ax.add_patch(FancyBboxPatch((0.15, 1.3), 0.8, 0.9, boxstyle="round,pad=0.02", fc="#dfe9f3", ec=BLUE))
+    ax.text(0.55, 2.4, "image 336²", ha="center", fontsize=9)
+    _box(ax, 1.3, 1.2, 2.2, 1.1, "CLIP ViT-L/14", BLUE, fontsize=10, sub="second-to-last layer")
+    _box(ax, 4.0, 1.2, 2.0, 1.1, "projector", ORANGE, fontsize=10, sub="linear → mlp2x_gelu")
+    _box(ax, 7.7, 1.2, 2.4, 1.1, "LLM", GREEN, fontsize=10, sub="Vicuna-7B / 13B")
+    for x0, x1 in [(0.95, 1.3), (3.5, 4.0)]:
+        _arrow(ax, x0, 1.75, x1, 1.75)
+    ax.text(
+        2.4,
+        0.85,
+        "577 = 24×24 patches + CLS\n(CLS dropped → 576)",
+        ha="center",
+        va="top",
+        fontsize=8,
+        color=GREY,
+    )
+    ax.text(
+        5.0,
+        0.85,
+        "576 visual tokens in\nthe LLM's embedding space",
+        ha="center",
+        va="top",
+        fontsize=8,
+        color=GREY,
+    )
+    seq = ["USER:", "<image> ×576", "what is in it?", "ASSISTANT:"]
+    x = 6.0
+    for tok in seq:
+        w = {"USER:": 0.55, "ASSISTANT:": 0.85}.get(tok, 1.05)
+        ax.add_patch(
+            FancyBboxPatch(
+                (x, 2.75),
+                w - 0.05,
+                0.35,
+                boxstyle="round,pad=0.01",
+                fc=ORANGE if "image" in tok else GREY,
+                ec="none",
+                alpha=0.85,
+            )
+        )
+        ax.text(x + (w - 0.05) / 2, 2.92, tok, ha="center", va="center", fontsize=6.5, color="white")
+        x += w
+    _arrow(ax, 6.0, 1.75, 7.7, 1.75)
+    _arrow(ax, 8.9, 2.75, 8.9, 2.3)
+    ax.text(10.75, 1.75, "answer", ha="center", va="center", fontsize=10)
+    _arrow(ax, 10.1, 1.75, 10.4, 1.75)
+    ax.text(
+        5.5,
+        0.15,
+        "stage 1: projector only (558K captions) · stage 2: projector + LLM (665K instructions)",
+        ha="center",
+        fontsize=8.5,
+        color=PURPLE,
+    )
+    _save(fig, "llava")
+
+
+def draw_llava_hd():
+    """LLaVA-1.5-HD: 224² tiles (at most 6) encoded separately + a 224² global view; features concatenated."""
+    fig, ax = _canvas(10.5, 3.4)
+    ax.add_patch(plt.Rectangle((0.2, 0.9), 2.4, 1.6, fc="#dfe9f3", ec=BLUE, lw=1.5))
+    ax.text(1.4, 2.7, "image (3:2)", ha="center", fontsize=9)
+    _arrow(ax, 2.8, 1.7, 3.4, 1.7)
+    x0, y0, t = 3.6, 0.9, 0.8
+    for r in range(2):
+        for c in range(3):
+            ax.add_patch(plt.Rectangle((x0 + c * t, y0 + (1 - r) * t), t, t, fc="#dfe9f3", ec=ORANGE, lw=2))
+    ax.text(x0 + 1.5 * t, 2.7, "3 × 2 tiles of 224² (max 6)", ha="center", fontsize=9)
+    ax.add_patch(plt.Rectangle((6.4, 1.3), t, t, fc="#e3f4ee", ec=GREEN, lw=2))
+    ax.text(6.8, 2.3, "+ global 224²", ha="center", fontsize=9)
+    _box(ax, 7.7, 1.15, 2.6, 1.1, "CLIP ViT-L/14-224", BLUE, fontsize=9.5, sub="16×16 features per view")
+    _arrow(ax, 7.3, 1.7, 7.7, 1.7)
+    ax.text(5.25, 0.3, "tile features stitched into one map, padding removed, a row-end token per row; global features added",
+            ha="center", fontsize=8.5, color=GREY)  # fmt: skip
+    _save(fig, "llava_hd")
+
+
+def draw_llava_next_anyres():
+    """LLaVA-NeXT AnyRes: best resolution → resize & pad → 336² tiles → unpad → newline per row, + base image."""
+    fig, ax = _canvas(11.5, 3.8)
+    ax.add_patch(plt.Rectangle((0.2, 1.2), 2.0, 1.125, fc="#dfe9f3", ec=BLUE, lw=1.5))
+    ax.text(1.2, 2.55, "1920 × 1080", ha="center", fontsize=9)
+    _arrow(ax, 2.3, 1.75, 2.8, 1.75)
+    ax.text(2.55, 2.0, "best:\n672×672", ha="center", fontsize=7.5, color=GREY)
+    x0, y0, t = 2.9, 0.8, 0.95
+    ax.add_patch(plt.Rectangle((x0, y0), 2 * t, 2 * t, fc="black"))
+    ax.add_patch(plt.Rectangle((x0, y0 + 0.42), 2 * t, 2 * t - 0.84, fc="#dfe9f3"))
+    for r in range(2):
+        for c in range(2):
+            ax.add_patch(plt.Rectangle((x0 + c * t, y0 + r * t), t, t, fill=False, ec=ORANGE, lw=2))
+    ax.text(x0 + t, 2.95, "pad to 672², 4 tiles", ha="center", fontsize=9)
+    _arrow(ax, 4.9, 1.75, 5.4, 1.75)
+    gx, gy, g = 5.5, 0.8, 1.9
+    ax.add_patch(plt.Rectangle((gx, gy), g, g, fc="#eeeeee", ec=GREY))
+    ax.add_patch(plt.Rectangle((gx, gy + 0.42), g, g - 0.84, fc="#fff4dd", ec=VERMILION, lw=2))
+    ax.add_patch(plt.Rectangle((gx + g, gy + 0.42), 0.12, g - 0.84, fc=GREEN))
+    ax.text(gx + g / 2, 2.95, "48×48 features, 28 rows kept", ha="center", fontsize=9)
+    ax.text(gx + g + 0.2, gy + g / 2, "newline\nper row", fontsize=7.5, color=GREEN, va="center")
+    ax.text(
+        8.7,
+        1.9,
+        "576 (base 336² image)\n+ 28 × (48 + 1)\n= 1948 tokens",
+        fontsize=10,
+        weight="bold",
+        va="center",
+    )
+    ax.text(
+        5.75,
+        0.25,
+        "the quoted '2880' = 5 × 576 ignores unpadding and newlines; the code gives at most 2928",
+        ha="center",
+        fontsize=8.5,
+        color=GREY,
+    )
+    _save(fig, "llava_next_anyres")
+
+
 DIAGRAMS = {
     "mllm_pipeline": draw_mllm_pipeline,
     "dual_encoder": draw_dual_encoder,
@@ -420,6 +540,9 @@ DIAGRAMS = {
     "dynamic_tiling": draw_dynamic_tiling,
     "multitask_routing": draw_multitask_routing,
     "training_stages": draw_training_stages,
+    "llava": draw_llava,
+    "llava_hd": draw_llava_hd,
+    "llava_next_anyres": draw_llava_next_anyres,
 }
 
 if __name__ == "__main__":
