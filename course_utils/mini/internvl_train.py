@@ -39,6 +39,7 @@ class Recipe:
     hidden: int = 128  # 2048 (internlm2-chat-1_8b)
     layers: int = 2
     batch_size: int = 32
+    vision_batch: int = 32  # captions per contrastive batch (48 = every caption once)
     vision_steps: int = 600
     llm_steps: int = 150
     stage1_steps: int = 150
@@ -142,7 +143,7 @@ def pretrain_vision(model, processor, items, recipe: Recipe, progress=True) -> l
     scale = torch.nn.Parameter(torch.tensor(2.66))  # log(1 / 0.07), as CLIP
 
     def step(g):
-        chosen = torch.randperm(len(captions), generator=g)[: recipe.batch_size]
+        chosen = torch.randperm(len(captions), generator=g)[: recipe.vision_batch]
         picks = torch.stack(
             [
                 torch.nonzero(cap_id == c).squeeze(1)[
