@@ -64,7 +64,10 @@ def retrieval_accuracy(sim: torch.Tensor, targets: torch.Tensor, k: int = 1) -> 
 
 @dataclass
 class AlignConfig:
-    """Sizes of the mini dual encoder and its training run (defaults measured: ~94 % top-1 in ~35 s, 1 thread)."""
+    """Sizes of the mini dual encoder and its training run.
+
+    Defaults measured on held-out images, 1 thread: ~88 % image→text and ~98 % text→image top-1 in ~35 s.
+    """
 
     image_size: int = 48
     patch_size: int = 8
