@@ -133,9 +133,7 @@ def train_dual_encoder(
     captions = sorted({it.caption for it in pool})
     caption_id = {c: i for i, c in enumerate(captions)}
     tokens = processor.tokenizer(captions, padding=True, return_tensors="pt")
-    owner = torch.tensor([caption_id[it.caption] for it in pool])
-    by_caption = [torch.nonzero(owner == c).squeeze(1) for c in range(len(captions))]
-    batch = min(config.batch_size, len(captions))
+    sampler = data.CaptionSampler([caption_id[it.caption] for it in pool])
     g = torch.Generator().manual_seed(config.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.OneCycleLR(
@@ -144,10 +142,7 @@ def train_dual_encoder(
     history: dict[str, list[float]] = {"loss": [], "temperature": []}
     model.train()
     for _ in tqdm(range(config.steps), desc="contrastive training", disable=not progress):
-        chosen = torch.randperm(len(captions), generator=g)[:batch]
-        picks = torch.stack(
-            [by_caption[c][torch.randint(len(by_caption[c]), (1,), generator=g)][0] for c in chosen]
-        )
+        chosen, picks = sampler.sample(config.batch_size, g)
         image_emb = _features(model.get_image_features(pixel_values=pixels[picks]))
         text_emb = _features(
             model.get_text_features(

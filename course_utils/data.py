@@ -209,6 +209,32 @@ def make_shapes(
     return items
 
 
+class CaptionSampler:
+    """Batches of *distinct* captions with one random image each, so no in-batch "negative" is secretly a positive.
+
+    ``owner[i]`` is the caption index of image ``i``. Used by every contrastive loop of the course (notebooks 01, 02
+    and the mini InternVL's ViT pretraining).
+    """
+
+    def __init__(self, owner):
+        import torch
+
+        owner = torch.as_tensor(owner)
+        n = int(owner.max()) + 1 if len(owner) else 0
+        self.groups = [torch.nonzero(owner == c).squeeze(1) for c in range(n)]
+        self.captions = torch.tensor([c for c, group in enumerate(self.groups) if len(group)])
+
+    def sample(self, batch_size: int, generator):
+        """(caption indices, image indices) of one batch of at most ``batch_size`` distinct captions."""
+        import torch
+
+        chosen = self.captions[torch.randperm(len(self.captions), generator=generator)[:batch_size]]
+        picks = [
+            self.groups[c][torch.randint(len(self.groups[c]), (1,), generator=generator)][0] for c in chosen
+        ]
+        return chosen, torch.stack(picks)
+
+
 def shapes_sentences() -> list[str]:
     """Every caption, question and answer of the shapes world (for the offline tokenizer)."""
     out = list(QUESTIONS.values())

@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import data
+
 
 def attention_masks(
     num_query: int, text_len: int, text_attention_mask: torch.Tensor | None = None
@@ -300,17 +302,13 @@ def train_stage1(
     from tqdm.auto import tqdm
 
     g = torch.Generator().manual_seed(seed)
-    by_caption = [torch.nonzero(owner == c).squeeze(1) for c in range(len(input_ids))]
-    captions = torch.tensor([c for c, idx in enumerate(by_caption) if len(idx)])
+    sampler = data.CaptionSampler(owner)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
     history: dict[str, list[float]] = {"itc": [], "itm": [], "itg": []}
     model.train()
     for _ in tqdm(range(steps), desc="Q-Former stage 1", disable=not progress):
-        chosen = captions[torch.randperm(len(captions), generator=g)[:batch_size]]
-        picks = torch.stack(
-            [by_caption[c][torch.randint(len(by_caption[c]), (1,), generator=g)][0] for c in chosen]
-        )
+        chosen, picks = sampler.sample(batch_size, g)
         losses = model.stage1_losses(
             image_feats[picks],
             input_ids[chosen],

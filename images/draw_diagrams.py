@@ -68,6 +68,19 @@ def _canvas(width: float, height: float):
     return fig, ax
 
 
+def _flow(ax, y: float, h: float, image: tuple[float, float, str], boxes, *, fontsize: float = 11):
+    """An image placeholder at ``image`` = (x, width, label), then ``boxes`` = [(x, width, title, color, sub)] in a row
+    of height ``h`` from ``y``, with an arrow from each element to the next."""
+    ix, iw, label = image
+    ax.add_patch(FancyBboxPatch((ix, y + 0.1), iw, h - 0.2, boxstyle="round,pad=0.02", fc="#dfe9f3", ec=BLUE))
+    ax.text(ix + iw / 2, y + h + 0.1, label, ha="center", fontsize=9.5)
+    for x, w, title, color, sub in boxes:
+        _box(ax, x, y, w, h, title, color, fontsize=fontsize, sub=sub)
+    ends = [ix + iw] + [x + w for x, w, *_ in boxes]
+    for start, (x, *_) in zip(ends, boxes, strict=False):
+        _arrow(ax, start, y + h / 2, x, y + h / 2)
+
+
 def _save(fig, name, fmt="svg"):
     fig.savefig(
         HERE / f"{name}.{fmt}",
@@ -81,15 +94,13 @@ def _save(fig, name, fmt="svg"):
 def draw_mllm_pipeline():
     """The common MLLM picture: image → vision encoder → connector → LLM ← text, with where each part is taught."""
     fig, ax = _canvas(11, 3.6)
-    ax.text(0.55, 2.4, "image", ha="center", fontsize=10)
-    ax.add_patch(FancyBboxPatch((0.2, 1.3), 0.7, 0.9, boxstyle="round,pad=0.02", fc="#dfe9f3", ec=BLUE))
-    _box(ax, 1.3, 1.2, 2.3, 1.1, "vision encoder", BLUE, sub="ViT · CLIP · InternViT")
-    _box(ax, 4.1, 1.2, 2.3, 1.1, "connector", ORANGE, sub="Q-Former · MLP · pixel shuffle")
-    _box(ax, 6.9, 1.2, 2.3, 1.1, "LLM", GREEN, sub="Vicuna · InternLM2 · Qwen2")
+    boxes = [
+        (1.3, 2.3, "vision encoder", BLUE, "ViT · CLIP · InternViT"),
+        (4.1, 2.3, "connector", ORANGE, "Q-Former · MLP · pixel shuffle"),
+        (6.9, 2.3, "LLM", GREEN, "Vicuna · InternLM2 · Qwen2"),
+    ]
+    _flow(ax, 1.2, 1.1, (0.2, 0.7, "image"), boxes)
     ax.text(10.3, 1.75, "answer", ha="center", va="center", fontsize=10)
-    _arrow(ax, 0.9, 1.75, 1.3, 1.75)
-    _arrow(ax, 3.6, 1.75, 4.1, 1.75)
-    _arrow(ax, 6.4, 1.75, 6.9, 1.75)
     _arrow(ax, 9.2, 1.75, 9.8, 1.75)
     ax.text(8.05, 3.25, "text prompt", ha="center", fontsize=10)
     _arrow(ax, 8.05, 3.1, 8.05, 2.3)
@@ -224,14 +235,13 @@ def draw_qformer():
 def draw_internvl():
     """ViT-MLP-LLM: InternViT → pixel shuffle → MLP projector → LLM, with InternVL2-2B's sizes."""
     fig, ax = _canvas(11, 3.4)
-    ax.add_patch(FancyBboxPatch((0.15, 1.25), 0.8, 0.9, boxstyle="round,pad=0.02", fc="#dfe9f3", ec=BLUE))
-    ax.text(0.55, 2.35, "448² tiles", ha="center", fontsize=9)
-    _box(ax, 1.3, 1.15, 2.0, 1.1, "InternViT-300M", BLUE, fontsize=10, sub="24 layers · 1024-d")
-    _box(ax, 3.8, 1.15, 1.8, 1.1, "pixel shuffle", PURPLE, fontsize=10, sub="1024 → 256 tokens")
-    _box(ax, 6.1, 1.15, 1.7, 1.1, "MLP (mlp1)", ORANGE, fontsize=10, sub="12.6 M params")
-    _box(ax, 8.3, 1.15, 2.4, 1.1, "InternLM2-1.8B", GREEN, fontsize=10, sub="internlm2-chat-1_8b")
-    for x0, x1 in [(0.95, 1.3), (3.3, 3.8), (5.6, 6.1), (7.8, 8.3)]:
-        _arrow(ax, x0, 1.7, x1, 1.7)
+    boxes = [
+        (1.3, 2.0, "InternViT-300M", BLUE, "24 layers · 1024-d"),
+        (3.8, 1.8, "pixel shuffle", PURPLE, "1024 → 256 tokens"),
+        (6.1, 1.7, "MLP (mlp1)", ORANGE, "12.6 M params"),
+        (8.3, 2.4, "InternLM2-1.8B", GREEN, "internlm2-chat-1_8b"),
+    ]
+    _flow(ax, 1.15, 1.1, (0.15, 0.8, "448² tiles"), boxes, fontsize=10)
     ax.text(
         2.3, 0.8, "32×32 patches of 14 px\n→ 1024 × 1024-d", ha="center", va="top", fontsize=8, color=GREY
     )
@@ -414,13 +424,12 @@ def draw_training_stages():
 def draw_llava():
     """LLaVA: CLIP ViT (second-to-last layer, CLS dropped) → projector → LLM, with the visual tokens in the prompt."""
     fig, ax = _canvas(11, 3.6)
-    ax.add_patch(FancyBboxPatch((0.15, 1.3), 0.8, 0.9, boxstyle="round,pad=0.02", fc="#dfe9f3", ec=BLUE))
-    ax.text(0.55, 2.4, "image 336²", ha="center", fontsize=9)
-    _box(ax, 1.3, 1.2, 2.2, 1.1, "CLIP ViT-L/14", BLUE, fontsize=10, sub="second-to-last layer")
-    _box(ax, 4.0, 1.2, 2.0, 1.1, "projector", ORANGE, fontsize=10, sub="linear → mlp2x_gelu")
-    _box(ax, 7.7, 1.2, 2.4, 1.1, "LLM", GREEN, fontsize=10, sub="Vicuna-7B / 13B")
-    for x0, x1 in [(0.95, 1.3), (3.5, 4.0)]:
-        _arrow(ax, x0, 1.75, x1, 1.75)
+    boxes = [
+        (1.3, 2.2, "CLIP ViT-L/14", BLUE, "second-to-last layer"),
+        (4.0, 2.0, "projector", ORANGE, "linear → mlp2x_gelu"),
+        (7.7, 2.4, "LLM", GREEN, "Vicuna-7B / 13B"),
+    ]
+    _flow(ax, 1.2, 1.1, (0.15, 0.8, "image 336²"), boxes, fontsize=10)
     ax.text(
         2.4,
         0.85,
@@ -456,7 +465,6 @@ def draw_llava():
         )
         ax.text(x + (w - 0.05) / 2, 2.92, tok, ha="center", va="center", fontsize=6.5, color="white")
         x += w
-    _arrow(ax, 6.0, 1.75, 7.7, 1.75)
     _arrow(ax, 8.9, 2.75, 8.9, 2.3)
     ax.text(10.75, 1.75, "answer", ha="center", va="center", fontsize=10)
     _arrow(ax, 10.1, 1.75, 10.4, 1.75)

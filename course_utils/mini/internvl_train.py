@@ -105,7 +105,7 @@ def encode(processor, items, samples) -> dict[str, torch.Tensor]:
     }
 
 
-def _loop(params, steps, batch_size, lr, seed, step_fn, desc, progress):
+def _loop(params, steps, lr, seed, step_fn, desc, progress):
     """AdamW with 5 % warm-up and cosine decay; ``params`` may be parameter groups with an ``lr_scale``."""
     from tqdm.auto import tqdm
 
@@ -134,7 +134,7 @@ def pretrain_vision(model, processor, items, recipe: Recipe, progress=True) -> l
     vision = model.model.vision_tower
     tok = processor.tokenizer
     captions = sorted({it.caption for it in items})
-    cap_id = torch.tensor([captions.index(it.caption) for it in items])
+    sampler = data.CaptionSampler([captions.index(it.caption) for it in items])
     words = tok(captions, add_special_tokens=False, padding=True, return_tensors="pt")
     text_emb = torch.nn.EmbeddingBag(
         len(tok), recipe.vision_hidden, mode="mean", padding_idx=tok.pad_token_id
@@ -144,15 +144,7 @@ def pretrain_vision(model, processor, items, recipe: Recipe, progress=True) -> l
     scale = torch.nn.Parameter(torch.tensor(2.66))  # log(1 / 0.07), as CLIP
 
     def step(g):
-        chosen = torch.randperm(len(captions), generator=g)[: recipe.vision_batch]
-        picks = torch.stack(
-            [
-                torch.nonzero(cap_id == c).squeeze(1)[
-                    torch.randint(int((cap_id == c).sum()), (1,), generator=g)
-                ][0]
-                for c in chosen
-            ]
-        )
+        chosen, picks = sampler.sample(recipe.vision_batch, g)
         img = proj(vision(pixel_values=pixels[picks]).last_hidden_state.mean(1))
         txt = text_emb(words.input_ids[chosen])
         logits = F.normalize(img, dim=-1) @ F.normalize(txt, dim=-1).T * scale.exp().clamp(max=100)
@@ -160,9 +152,7 @@ def pretrain_vision(model, processor, items, recipe: Recipe, progress=True) -> l
         return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
 
     params = [*vision.parameters(), *text_emb.parameters(), *proj.parameters(), scale]
-    return _loop(
-        params, recipe.vision_steps, recipe.batch_size, recipe.lr, recipe.seed, step, "pretrain ViT", progress
-    )
+    return _loop(params, recipe.vision_steps, recipe.lr, recipe.seed, step, "pretrain ViT", progress)
 
 
 def pretrain_llm(model, processor, items, recipe: Recipe, progress=True) -> list[float]:
@@ -190,7 +180,6 @@ def pretrain_llm(model, processor, items, recipe: Recipe, progress=True) -> list
     return _loop(
         params,
         recipe.llm_steps,
-        recipe.batch_size,
         recipe.lr,
         recipe.seed + 1,
         step,
@@ -234,9 +223,7 @@ def train_stage(model, batch: dict, stage: int, steps: int, recipe: Recipe, prog
         {"params": [p for p in trainable if id(p) in vision], "lr_scale": recipe.vision_lr_scale},
     ]
     params = [g for g in params if g["params"]]
-    losses = _loop(
-        params, steps, recipe.batch_size, recipe.lr, recipe.seed + 1 + stage, step, f"stage {stage}", progress
-    )
+    losses = _loop(params, steps, recipe.lr, recipe.seed + 1 + stage, step, f"stage {stage}", progress)
     model.eval()
     model.requires_grad_(True)
     return losses
