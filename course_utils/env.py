@@ -3,7 +3,7 @@
 ``ENV = env.init("03")`` is the second cell of each notebook. It
 
 * seeds ``random``, NumPy and PyTorch (same seed, same numbers, at a fixed thread count);
-* sets PyTorch's thread count, here and nowhere else (1 in CI, where results must be reproducible);
+* sets PyTorch's thread count, here and nowhere else (a fixed 2 in CI: results are bit-identical at a fixed count);
 * keeps Hugging Face libraries offline (the course never downloads weights at run time);
 * chooses the **track**: ``mini`` (tiny models, CPU, seconds) or ``full`` (InternVL2-2B on a GPU).
 
@@ -93,11 +93,11 @@ def choose_track(notebook_id: str = "") -> tuple[str, str]:
 
 
 def default_threads() -> int:
-    """1 in CI (bit-reproducible); else ``COURSE_THREADS`` or half the cores, at most 8."""
+    """``COURSE_THREADS``; else in CI a fixed ``min(2, cores)`` (bit-reproducible); else half the cores, at most 8."""
     if os.environ.get("COURSE_THREADS", "").strip():
         return max(1, int(os.environ["COURSE_THREADS"]))
     if in_ci():
-        return 1
+        return min(2, os.cpu_count() or 1)
     return max(1, min(8, (os.cpu_count() or 2) // 2))
 
 

@@ -1,3 +1,4 @@
+import os
 import random
 
 import numpy as np
@@ -83,7 +84,7 @@ def test_ci_means_mini_with_smoke_sizes(clean_env, monkeypatch, assets, value):
     monkeypatch.setenv("CI", value)
     assert env.choose_track("07")[0] == "mini"
     e = env.init("07", quiet=True)
-    assert e.smoke and e.threads == 1 and torch.get_num_threads() == 1
+    assert e.smoke and e.threads == min(2, os.cpu_count()) and torch.get_num_threads() == e.threads
     assert e.pick(mini=800, full=5000, smoke=100) == 100
     assert e.pick(mini=800, full=5000) == 800
 
@@ -123,4 +124,5 @@ def test_threads_from_env_var(clean_env, monkeypatch):
     assert env.default_threads() == 2
     monkeypatch.delenv("COURSE_THREADS")
     monkeypatch.setenv("CI", "1")
-    assert env.default_threads() == 1
+    monkeypatch.setattr(env.os, "cpu_count", lambda: 16)
+    assert env.default_threads() == 2

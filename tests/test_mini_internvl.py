@@ -21,18 +21,45 @@ def built():
     return model, processor, items
 
 
-def test_encoded_rows_have_the_image_block_and_answer_only_labels(built):
+def _template_ids(processor, item, order):
+    """The same conversation through the official path: chat template + processor (image expanded)."""
+    qa = dict(zip(data.QUESTIONS, item.qa(), strict=True))
+    messages = []
+    for n, kind in enumerate(order):
+        question, answer = qa[kind]
+        content = [{"type": "image"}] if n == 0 else []
+        messages.append({"role": "user", "content": [*content, {"type": "text", "text": question}]})
+        messages.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
+    text = processor.apply_chat_template(messages)
+    return processor(images=[item.image], text=[text], return_tensors="pt")["input_ids"][0].tolist()
+
+
+@pytest.mark.parametrize("order", [["caption"], ["colour", "shape", "size", "caption"], ["size", "caption"]])
+def test_conversation_rows_match_the_chat_template_and_label_only_answers(built, order):
     model, processor, items = built
-    batch = T.encode(processor, items, T.qa_samples(items))
+    chats = T.Conversations(processor, items, kinds=tuple(dict.fromkeys(order)))
+    batch = chats.rows([0, 3], [order, order[::-1]])
     tok = processor.tokenizer
+    end = tok.convert_tokens_to_ids("<|im_end|>")
+    for row, labels, mask, i, o in zip(batch["input_ids"], batch["labels"], batch["attention_mask"], [0, 3],
+                                       [order, order[::-1]], strict=True):  # fmt: skip
+        ids = row[mask.bool()].tolist()
+        official = _template_ids(processor, items[i], o)
+        assert ids == official[: len(ids)] and tok.decode(official[len(ids) :]) == "\n"
+        answers = dict(zip(data.QUESTIONS, (a for _, a in items[i].qa()), strict=True))
+        assert tok.decode(labels[labels != -100]) == "".join(answers[k] + "<|im_end|>" for k in o)
+        assert (labels[labels != -100] == end).sum() == len(o)
     per_tile = internvl.tokens_per_tile(image_size=TINY.tile, patch_size=TINY.patch)
-    for row, labels, (_, _, a) in zip(batch["input_ids"], batch["labels"], T.qa_samples(items), strict=True):
-        ids = row[row != tok.pad_token_id].tolist()
-        start = ids.index(tok.convert_tokens_to_ids("<img>"))
-        assert ids[start + 1 : start + 1 + per_tile] == [processor.image_token_id] * per_tile
-        assert ids[start + 1 + per_tile] == tok.convert_tokens_to_ids("</img>")
-        assert tok.decode(labels[labels != -100]) == a + "<|im_end|>"
-    assert batch["pixel_values"].shape[0] == len(items) and batch["image_index"].max() == len(items) - 1
+    assert (batch["input_ids"] == processor.image_token_id).sum(1).tolist() == [per_tile, per_tile]
+    assert torch.equal(batch["pixel_values"][1], chats.pixels[3])
+
+
+def test_sampled_batches_hold_all_turns_of_few_images(built):
+    _, processor, items = built
+    chats = T.Conversations(processor, items)
+    batch = chats.sample(8, torch.Generator().manual_seed(0))
+    assert batch["pixel_values"].shape[0] == 2  # 8 answers = 2 images × 4 turns
+    assert ((batch["labels"] == processor.tokenizer.convert_tokens_to_ids("<|im_end|>")).sum(1) == 4).all()
 
 
 def test_stage_1_trains_only_the_projector_and_stage_2_everything(built):
@@ -47,8 +74,7 @@ def test_stage_1_trains_only_the_projector_and_stage_2_everything(built):
 def test_stage_1_leaves_the_towers_untouched(built):
     model, processor, items = built
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    batch = T.encode(processor, items, T.qa_samples(items, ("caption",)))
-    T.train_stage(model, batch, 1, 2, TINY, progress=False)
+    T.train_stage(model, T.Conversations(processor, items, ("caption",)), 1, 2, TINY, progress=False)
     after = model.state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and all("multi_modal_projector" in k for k in changed)

@@ -5,12 +5,14 @@ Recipe, as the real models are built (towers pretrained first, then connected):
 0. **Pretrain the towers.** The vision tower (InternViT-style ``InternVLVisionModel``) learns contrastively against
    bag-of-words caption embeddings (a mini CLIP); the LLM (``Qwen2``) learns the chat format on text only.
 1. **Stage 1: MLP only.** ViT and LLM frozen, only ``mlp1`` learns to describe images (captioning).
-2. **Stage 2: everything.** ViT + MLP + LLM learn captions and questions together.
+2. **Stage 2: everything.** ViT + MLP + LLM learn captions and questions together, as multi-turn chats (one ViT pass
+   per image serves its four answers).
 
 A projector between two *random* towers learns nothing (LAB_NOTES); with pretrained towers stage 1 already works.
 The model keeps InternVL's structure (ViT → pixel shuffle 0.5 → mlp1 → LLM, ``<img><IMG_CONTEXT>…</img>``) at a
 96-px tile with 8-px patches (36 visual tokens per tile) instead of 448 px with 14-px patches (256), so it trains in
-about 2.5 minutes on one CPU thread (tests/benchmarks/bench_mini_internvl.py: 95 % held-out exact match, 139 s).
+about 70 s on 2 CPU threads (tests/benchmarks/bench_mini_internvl.py: ~91 % held-out exact match; the contrastive ViT
+pretraining is half of that time, and fewer ViT steps or smaller contrastive batches cost the star/triangle distinction).
 Measured: with 8 × 8 patches per tile (112 px / 14) the ViT never learns to tell a star from a triangle (shape
 accuracy ~50 %); 12 × 12 patches and a well-pretrained ViT (contrastive loss ≈ 0.2) reach ~95 % overall.
 
@@ -39,12 +41,12 @@ class Recipe:
     vision_hidden: int = 64  # 1024
     hidden: int = 128  # 2048 (internlm2-chat-1_8b)
     layers: int = 2
-    batch_size: int = 32
+    batch_size: int = 32  # answers per step (stage 2: 8 images × 4 turns)
     vision_batch: int = 32  # captions per contrastive batch (48 = every caption once)
     vision_steps: int = 600
     llm_steps: int = 150
-    stage1_steps: int = 150
-    stage2_steps: int = 500
+    stage1_steps: int = 100
+    stage2_steps: int = 450
     lr: float = 2e-3
     vision_lr_scale: float = 0.1  # stage 2 fine-tunes the pretrained ViT gently, as InternVL does
     train_images: int = 1920
@@ -70,39 +72,70 @@ def qa_samples(
     ]
 
 
-def encode(processor, items, samples) -> dict[str, torch.Tensor]:
-    """Tokenise prompt + answer + ``<|im_end|>``; labels are -100 except on the answer and its end token."""
-    tok = processor.tokenizer
-    end = tok.convert_tokens_to_ids("<|im_end|>")
-    pixels = processor.image_processor([it.image for it in items], return_tensors="pt")["pixel_values"]
-    prompts = [chat_prompt(processor, q) for _, q, _ in samples]
-    # expand <IMG_CONTEXT> through the processor once (same for every 1-tile image), then splice ids
-    expanded = processor(images=[items[0].image], text=[prompts[0]], return_tensors="pt")["input_ids"][
-        0
-    ].tolist()
-    ctx = processor.image_token_id
-    first, last = expanded.index(ctx) - 1, len(expanded) - expanded[::-1].index(ctx) + 1  # <img> ... </img>
-    rows, labels = [], []
-    for (_, _, a), prompt in zip(samples, prompts, strict=True):
-        p = tok(prompt, add_special_tokens=False)["input_ids"]
-        at = p.index(ctx)
-        p = p[:at] + expanded[first:last] + p[at + 1 :]
-        ans = tok(a, add_special_tokens=False)["input_ids"] + [end]
-        rows.append(p + ans)
-        labels.append([-100] * len(p) + ans)
-    width = max(map(len, rows))
-    pad = tok.pad_token_id
-    ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows])  # left padding, as for generation
-    lab = torch.tensor([[-100] * (width - len(r)) + r for r in labels])
-    att = (torch.arange(width)[None] >= torch.tensor([width - len(r) for r in rows])[:, None]).long()
-    which = torch.tensor([i for i, _, _ in samples])
-    return {
-        "input_ids": ids,
-        "labels": lab,
-        "attention_mask": att,
-        "pixel_values": pixels,
-        "image_index": which,
-    }
+class Conversations:
+    """Multi-turn chats about training images, tokenised once and assembled per step.
+
+    Each image gets one conversation with a turn per question kind, in a fresh random order every time it is drawn
+    (so every question is sometimes the first turn, right after the image). This is the shape of InternVL's SFT data
+    (several QA turns per image) and it is cheap: the image block and the ViT pass are shared by all its turns.
+    Rows are exactly what ``processor.apply_chat_template`` + ``processor(...)`` produce for the same conversation
+    (tested); labels are -100 except on each answer and its ``<|im_end|>``.
+    """
+
+    def __init__(self, processor, items, kinds: tuple[str, ...] = tuple(data.QUESTIONS)):
+        tok = processor.tokenizer
+        self.pad = tok.pad_token_id
+        self.kinds = kinds
+        end = tok.convert_tokens_to_ids("<|im_end|>")
+        ids = lambda text: tok(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+        ctx = processor.image_token_id
+        # <img> + <IMG_CONTEXT> × tokens + </img>, as the processor expands it for a one-tile image
+        expanded = processor(images=[items[0].image], text=[chat_prompt(processor, "")], return_tensors="pt")
+        expanded = expanded["input_ids"][0].tolist()
+        block = expanded[expanded.index(ctx) - 1 : len(expanded) - expanded[::-1].index(ctx) + 1]
+        self.first, self.later = {}, {}
+        for kind in kinds:
+            question = data.QUESTIONS[kind]
+            prompt = ids(chat_prompt(processor, question))
+            at = prompt.index(ctx)
+            self.first[kind] = prompt[:at] + block + prompt[at + 1 :]
+            self.later[kind] = ids("\n<|im_start|>user\n" + question + "<|im_end|>\n<|im_start|>assistant\n")
+        self.answers = [
+            {k: ids(a) + [end] for k, (_, a) in zip(data.QUESTIONS, it.qa(), strict=True)} for it in items
+        ]
+        images = [it.image for it in items]
+        self.pixels = processor.image_processor(images, return_tensors="pt")["pixel_values"]
+
+    def __len__(self) -> int:
+        return len(self.answers)
+
+    def rows(self, images: list[int], orders: list[list[str]]) -> dict[str, torch.Tensor]:
+        """Model inputs for the given images, each with its turns in the given order (right-padded)."""
+        rows, labels = [], []
+        for i, order in zip(images, orders, strict=True):
+            row, lab = [], []
+            for n, kind in enumerate(order):
+                prompt = self.first[kind] if n == 0 else self.later[kind]
+                row += prompt + self.answers[i][kind]
+                lab += [-100] * len(prompt) + self.answers[i][kind]
+            rows.append(row)
+            labels.append(lab)
+        width = max(map(len, rows))
+        return {
+            "input_ids": torch.tensor([r + [self.pad] * (width - len(r)) for r in rows]),
+            "labels": torch.tensor([r + [-100] * (width - len(r)) for r in labels]),
+            "attention_mask": torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows]),
+            "pixel_values": self.pixels[list(images)],
+        }
+
+    def sample(self, answers: int, generator) -> dict[str, torch.Tensor]:
+        """A random batch of about ``answers`` answers: ``answers // len(kinds)`` images with all their turns."""
+        n = max(1, answers // len(self.kinds))
+        images = torch.randperm(len(self), generator=generator)[:n].tolist()
+        orders = [
+            [self.kinds[j] for j in torch.randperm(len(self.kinds), generator=generator)] for _ in images
+        ]
+        return self.rows(images, orders)
 
 
 def _loop(params, steps, lr, seed, step_fn, desc, progress):
@@ -201,20 +234,15 @@ def set_trainable(model, stage: int) -> dict[str, int]:
     return {name: sum(p.numel() for p in m.parameters() if p.requires_grad) for name, m in parts.items()}
 
 
-def train_stage(model, batch: dict, stage: int, steps: int, recipe: Recipe, progress=True) -> list[float]:
-    """Supervised fine-tuning on (image, prompt, answer) rows with the stage's trainable parts."""
+def train_stage(
+    model, chats: Conversations, stage: int, steps: int, recipe: Recipe, progress=True
+) -> list[float]:
+    """Supervised fine-tuning on multi-turn chats with the stage's trainable parts (``batch_size`` answers per step)."""
     set_trainable(model, stage)
     model.train()
 
     def step(g):
-        idx = torch.randint(len(batch["input_ids"]), (recipe.batch_size,), generator=g)
-        out = model(
-            input_ids=batch["input_ids"][idx],
-            attention_mask=batch["attention_mask"][idx],
-            pixel_values=batch["pixel_values"][batch["image_index"][idx]],
-            labels=batch["labels"][idx],
-        )
-        return out.loss
+        return model(**chats.sample(recipe.batch_size, g)).loss
 
     vision = {id(p) for p in model.model.vision_tower.parameters()}
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -266,10 +294,11 @@ def train_mini_internvl(recipe: Recipe | None = None, progress: bool = True):
     items = data.make_shapes(recipe.train_images, image_size=recipe.tile, seed=recipe.seed + 10)
     history = {"vision": pretrain_vision(model, processor, items, recipe, progress)}
     history["llm"] = pretrain_llm(model, processor, items, recipe, progress)
-    captions = encode(processor, items, qa_samples(items, ("caption",)))
-    everything = encode(processor, items, qa_samples(items))
+    captions = Conversations(processor, items, ("caption",))
     history["stage1"] = train_stage(model, captions, 1, recipe.stage1_steps, recipe, progress)
-    history["stage2"] = train_stage(model, everything, 2, recipe.stage2_steps, recipe, progress)
+    history["stage2"] = train_stage(
+        model, Conversations(processor, items), 2, recipe.stage2_steps, recipe, progress
+    )
     return model, processor, history
 
 
