@@ -29,7 +29,9 @@ import torch
 import torch.nn.functional as F
 
 from .. import data, paths
+from . import sft
 from .models import build_internvl, load, save_atomic
+from .sft import Conversations, chat_prompt  # noqa: F401  (re-exported: notebook 06 uses T.Conversations)
 
 
 @dataclass(frozen=True)
@@ -56,12 +58,6 @@ class Recipe:
         return hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
 
 
-def chat_prompt(processor, question: str) -> str:
-    """The ChatML prompt with one image before the question, ending where the assistant starts."""
-    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
-    return processor.apply_chat_template(messages, add_generation_prompt=True)
-
-
 def qa_samples(
     items: list[data.ShapeItem], kinds: tuple[str, ...] = tuple(data.QUESTIONS)
 ) -> list[tuple[int, str, str]]:
@@ -70,96 +66,6 @@ def qa_samples(
     return [
         (i, q, a) for i, it in enumerate(items) for k, (q, a) in zip(keys, it.qa(), strict=True) if k in kinds
     ]
-
-
-class Conversations:
-    """Multi-turn chats about training images, tokenised once and assembled per step.
-
-    Each image gets one conversation with a turn per question kind, in a fresh random order every time it is drawn
-    (so every question is sometimes the first turn, right after the image). This is the shape of InternVL's SFT data
-    (several QA turns per image) and it is cheap: the image block and the ViT pass are shared by all its turns.
-    Rows are exactly what ``processor.apply_chat_template`` + ``processor(...)`` produce for the same conversation
-    (tested); labels are -100 except on each answer and its ``<|im_end|>``.
-    """
-
-    def __init__(self, processor, items, kinds: tuple[str, ...] = tuple(data.QUESTIONS)):
-        tok = processor.tokenizer
-        self.pad = tok.pad_token_id
-        self.kinds = kinds
-        end = tok.convert_tokens_to_ids("<|im_end|>")
-        ids = lambda text: tok(text, add_special_tokens=False)["input_ids"]  # noqa: E731
-        ctx = processor.image_token_id
-        # <img> + <IMG_CONTEXT> × tokens + </img>, as the processor expands it for a one-tile image
-        expanded = processor(images=[items[0].image], text=[chat_prompt(processor, "")], return_tensors="pt")
-        expanded = expanded["input_ids"][0].tolist()
-        block = expanded[expanded.index(ctx) - 1 : len(expanded) - expanded[::-1].index(ctx) + 1]
-        self.first, self.later = {}, {}
-        for kind in kinds:
-            question = data.QUESTIONS[kind]
-            prompt = ids(chat_prompt(processor, question))
-            at = prompt.index(ctx)
-            self.first[kind] = prompt[:at] + block + prompt[at + 1 :]
-            self.later[kind] = ids("\n<|im_start|>user\n" + question + "<|im_end|>\n<|im_start|>assistant\n")
-        self.answers = [
-            {k: ids(a) + [end] for k, (_, a) in zip(data.QUESTIONS, it.qa(), strict=True)} for it in items
-        ]
-        images = [it.image for it in items]
-        self.pixels = processor.image_processor(images, return_tensors="pt")["pixel_values"]
-
-    def __len__(self) -> int:
-        return len(self.answers)
-
-    def rows(self, images: list[int], orders: list[list[str]]) -> dict[str, torch.Tensor]:
-        """Model inputs for the given images, each with its turns in the given order (right-padded)."""
-        rows, labels = [], []
-        for i, order in zip(images, orders, strict=True):
-            row, lab = [], []
-            for n, kind in enumerate(order):
-                prompt = self.first[kind] if n == 0 else self.later[kind]
-                row += prompt + self.answers[i][kind]
-                lab += [-100] * len(prompt) + self.answers[i][kind]
-            rows.append(row)
-            labels.append(lab)
-        width = max(map(len, rows))
-        return {
-            "input_ids": torch.tensor([r + [self.pad] * (width - len(r)) for r in rows]),
-            "labels": torch.tensor([r + [-100] * (width - len(r)) for r in labels]),
-            "attention_mask": torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows]),
-            "pixel_values": self.pixels[list(images)],
-        }
-
-    def sample(self, answers: int, generator) -> dict[str, torch.Tensor]:
-        """A random batch of about ``answers`` answers: ``answers // len(kinds)`` images with all their turns."""
-        n = max(1, answers // len(self.kinds))
-        images = torch.randperm(len(self), generator=generator)[:n].tolist()
-        orders = [
-            [self.kinds[j] for j in torch.randperm(len(self.kinds), generator=generator)] for _ in images
-        ]
-        return self.rows(images, orders)
-
-
-def _loop(params, steps, lr, seed, step_fn, desc, progress):
-    """AdamW with 5 % warm-up and cosine decay; ``params`` may be parameter groups with an ``lr_scale``."""
-    from tqdm.auto import tqdm
-
-    if not (params and isinstance(params[0], dict)):
-        params = [{"params": list({id(p): p for p in params}.values())}]  # tied weights appear twice
-    groups = params
-    max_lrs = [lr * gr.pop("lr_scale", 1.0) for gr in groups]
-    opt = torch.optim.AdamW(groups, lr=lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=max_lrs, total_steps=max(steps, 1), pct_start=0.05
-    )
-    g = torch.Generator().manual_seed(seed)
-    losses = []
-    for _ in tqdm(range(steps), desc=desc, disable=not progress, leave=False):
-        loss = step_fn(g)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
-    return losses
 
 
 def pretrain_vision(model, processor, items, recipe: Recipe, progress=True) -> list[float]:
@@ -185,53 +91,21 @@ def pretrain_vision(model, processor, items, recipe: Recipe, progress=True) -> l
         return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
 
     params = [*vision.parameters(), *text_emb.parameters(), *proj.parameters(), scale]
-    return _loop(params, recipe.vision_steps, recipe.lr, recipe.seed, step, "pretrain ViT", progress)
+    return sft.train_loop(params, recipe.vision_steps, recipe.lr, recipe.seed, step, "pretrain ViT", progress)
 
 
 def pretrain_llm(model, processor, items, recipe: Recipe, progress=True) -> list[float]:
     """Text-only pretraining of the LLM: the chat format and the answer vocabulary, no image."""
-    tok = processor.tokenizer
-    texts = []
-    for it in items[:200]:
-        for q, a in it.qa():
-            texts.append(f"<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n{a}<|im_end|>\n")
-    batch = tok(texts, add_special_tokens=False, padding=True, return_tensors="pt")
-    labels = batch.input_ids.masked_fill(batch.attention_mask == 0, -100)
-    lm = model.model.language_model
-
-    def step(g):
-        idx = torch.randint(len(texts), (recipe.batch_size,), generator=g)
-        hidden = lm(
-            input_ids=batch.input_ids[idx], attention_mask=batch.attention_mask[idx]
-        ).last_hidden_state
-        logits = model.lm_head(hidden[:, :-1])
-        return F.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]), labels[idx][:, 1:].reshape(-1), ignore_index=-100
-        )
-
-    params = [*lm.parameters(), *model.lm_head.parameters()]
-    return _loop(
-        params,
-        recipe.llm_steps,
-        recipe.lr,
-        recipe.seed + 1,
-        step,
-        "pretrain LLM",
-        progress,
-    )
+    return sft.pretrain_llm(
+        model, processor, items, steps=recipe.llm_steps, lr=recipe.lr, batch_size=recipe.batch_size,
+        seed=recipe.seed + 1, progress=progress,
+    )  # fmt: skip
 
 
 def set_trainable(model, stage: int) -> dict[str, int]:
     """Stage 1: only the projector (mlp1); stage 2: everything. Returns trainable parameter counts per part."""
-    parts = {
-        "vision": model.model.vision_tower,
-        "mlp1": model.model.multi_modal_projector,
-        "llm": model.model.language_model,
-    }
-    for name, module in parts.items():
-        module.requires_grad_(stage == 2 or name == "mlp1")
-    model.lm_head.requires_grad_(stage == 2)
-    return {name: sum(p.numel() for p in m.parameters() if p.requires_grad) for name, m in parts.items()}
+    counts = sft.set_trainable(model, ("projector",) if stage == 1 else ("vision", "projector", "llm"))
+    return {"vision": counts["vision"], "mlp1": counts["projector"], "llm": counts["llm"]}
 
 
 def train_stage(
@@ -239,22 +113,10 @@ def train_stage(
 ) -> list[float]:
     """Supervised fine-tuning on multi-turn chats with the stage's trainable parts (``batch_size`` answers per step)."""
     set_trainable(model, stage)
-    model.train()
-
-    def step(g):
-        return model(**chats.sample(recipe.batch_size, g)).loss
-
-    vision = {id(p) for p in model.model.vision_tower.parameters()}
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    params = [
-        {"params": [p for p in trainable if id(p) not in vision]},
-        {"params": [p for p in trainable if id(p) in vision], "lr_scale": recipe.vision_lr_scale},
-    ]
-    params = [g for g in params if g["params"]]
-    losses = _loop(params, steps, recipe.lr, recipe.seed + 1 + stage, step, f"stage {stage}", progress)
-    model.eval()
-    model.requires_grad_(True)
-    return losses
+    return sft.train_stage(
+        model, chats, steps, lr=recipe.lr, batch_size=recipe.batch_size, seed=recipe.seed + 1 + stage,
+        vision_lr_scale=recipe.vision_lr_scale, desc=f"stage {stage}", progress=progress,
+    )  # fmt: skip
 
 
 @torch.no_grad()
