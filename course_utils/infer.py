@@ -11,8 +11,9 @@ lmdeploy 0.18's ``Pipeline.chat`` does (``sess.response.text``, ``sess.history``
 whenever ``top_p`` or ``temperature`` is given: in lmdeploy ``do_sample`` defaults to False and those parameters are
 silently ignored without it (FACTS).
 
-This module holds the ``transformers`` backend (the mini track); the LMDeploy backend for InternVL2-2B joins it
-with notebook 07. Introduced in notebook 07.
+Two backends: ``TransformersChat`` (mini track: any transformers chat MLLM, the mini InternVL on CPU) and
+``LMDeployChat`` (full track: InternVL2-2B with lmdeploy 0.18 on a GPU; lmdeploy is imported only when used).
+Introduced in notebook 07.
 """
 
 from __future__ import annotations
@@ -193,3 +194,80 @@ class TransformersChat:
         session.response = self._response(result["out"][0, n:].tolist(), n, gen.max_new_tokens)
         session.history.append((text, session.response.text))
         self.last_session = session
+
+
+def lmdeploy_configs(
+    engine: str = "turbomind",
+    *,
+    session_len: int = 8192,
+    cache_max_entry_count: float = 0.5,
+    tp: int = 1,
+):
+    """The engine config for ``lmdeploy.pipeline`` (lmdeploy 0.18), as the seed's lab sets it up.
+
+    ``session_len``: the longest conversation in tokens (prompt + history + answer; InternVL2-2B's image tiles count
+    256 tokens each). ``cache_max_entry_count``: the share of *free* GPU memory the KV cache may take (lower it on a
+    shared 50 % A100 or when you get out-of-memory). ``tp``: tensor parallelism, the number of GPUs.
+    """
+    import lmdeploy  # lazily: only the GPU lab environment has it
+
+    if engine == "turbomind":
+        return lmdeploy.TurbomindEngineConfig(
+            session_len=session_len, cache_max_entry_count=cache_max_entry_count, tp=tp
+        )
+    if engine == "pytorch":
+        return lmdeploy.PytorchEngineConfig(
+            session_len=session_len, cache_max_entry_count=cache_max_entry_count, tp=tp
+        )
+    raise ValueError(f"engine must be 'turbomind' or 'pytorch', not {engine!r}")
+
+
+def lmdeploy_gen_config(gen: GenConfig):
+    """``GenConfig`` → ``lmdeploy.GenerationConfig`` with ``do_sample`` set whenever sampling is asked for."""
+    import lmdeploy
+
+    kwargs = {"max_new_tokens": gen.max_new_tokens, "do_sample": gen.do_sample}
+    if gen.do_sample:
+        kwargs |= {
+            "top_p": gen.top_p if gen.top_p is not None else 1.0,
+            "temperature": gen.temperature or 1.0,
+        }
+    if gen.seed is not None:
+        kwargs["random_seed"] = gen.seed
+    return lmdeploy.GenerationConfig(**kwargs)
+
+
+class LMDeployChat:
+    """The ``lmdeploy`` backend (full track, GPU): InternVL2-2B through ``lmdeploy.pipeline``, same calls as above.
+
+    No ``ChatTemplateConfig``: the template name the seed used was removed in lmdeploy 0.12 and silently gives an
+    empty template; lmdeploy reads the right one from the model directory. ``trust_remote_code=True`` because InternVL
+    ships its own model code (the default became False in 0.13).
+    """
+
+    def __init__(self, model_dir, engine: str = "turbomind", **config):
+        import lmdeploy
+
+        self.pipe = lmdeploy.pipeline(
+            str(model_dir), backend_config=lmdeploy_configs(engine, **config), trust_remote_code=True
+        )
+
+    def chat(self, prompt, session=None, gen_config: GenConfig | None = None):
+        """One turn; returns lmdeploy's Session (``.response.text``, ``.history``), pass it back for the next."""
+        text, image = split_prompt(prompt)
+        query = text if image is None else (text, image)
+        return self.pipe.chat(
+            query, session=session, gen_config=lmdeploy_gen_config(gen_config or GenConfig())
+        )
+
+    def batch(self, prompts: list, gen_config: GenConfig | None = None) -> list:
+        """Independent prompts in one call (lmdeploy batches them internally); lmdeploy Responses."""
+        queries = [(t if i is None else (t, i)) for t, i in map(split_prompt, prompts)]
+        return self.pipe(queries, gen_config=lmdeploy_gen_config(gen_config or GenConfig()))
+
+    def stream(self, prompt, gen_config: GenConfig | None = None) -> Iterator[str]:
+        """Yield the answer piece by piece (single turn)."""
+        text, image = split_prompt(prompt)
+        query = text if image is None else (text, image)
+        for out in self.pipe.stream_infer([query], gen_config=lmdeploy_gen_config(gen_config or GenConfig())):
+            yield out.text

@@ -97,3 +97,50 @@ def test_sampling_is_seeded_and_changes_with_temperature(engine, images):
     }
     assert len(texts) > 1, "top_p/temperature must actually change sampling"
     torch.manual_seed(0)
+
+
+class _Recorder:
+    """Stands in for an lmdeploy class: records the keyword arguments it was built with."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __call__(self, *args, **kwargs):
+        return (self.name, args, kwargs)
+
+
+@pytest.fixture
+def fake_lmdeploy(monkeypatch):
+    """A stand-in ``lmdeploy`` module (the real one needs a CUDA machine; `make test-full-stack` is the real check)."""
+    import sys
+    import types
+
+    mod = types.ModuleType("lmdeploy")
+    for name in ("TurbomindEngineConfig", "PytorchEngineConfig", "GenerationConfig", "pipeline"):
+        setattr(mod, name, _Recorder(name))
+    monkeypatch.setitem(sys.modules, "lmdeploy", mod)
+    return mod
+
+
+def test_lmdeploy_configs_and_sampling_switch(fake_lmdeploy):
+    name, _, kwargs = infer.lmdeploy_configs("turbomind", session_len=8192, cache_max_entry_count=0.2)
+    assert name == "TurbomindEngineConfig" and kwargs == {
+        "session_len": 8192,
+        "cache_max_entry_count": 0.2,
+        "tp": 1,
+    }
+    assert infer.lmdeploy_configs("pytorch")[0] == "PytorchEngineConfig"
+    with pytest.raises(ValueError, match="turbomind"):
+        infer.lmdeploy_configs("vllm")
+    _, _, greedy = infer.lmdeploy_gen_config(infer.GenConfig(max_new_tokens=64))
+    assert greedy == {"max_new_tokens": 64, "do_sample": False}
+    _, _, sampled = infer.lmdeploy_gen_config(infer.GenConfig(top_p=0.8, temperature=0.8, seed=1))
+    assert sampled["do_sample"] is True and sampled["top_p"] == 0.8 and sampled["random_seed"] == 1
+
+
+def test_lmdeploy_pipeline_trusts_remote_code_and_sets_no_template(fake_lmdeploy):
+    chat = infer.LMDeployChat("/models/InternVL2-2B")
+    name, args, kwargs = chat.pipe
+    assert name == "pipeline" and args == ("/models/InternVL2-2B",)
+    assert kwargs["trust_remote_code"] is True and "chat_template_config" not in kwargs
+    assert kwargs["backend_config"][0] == "TurbomindEngineConfig"

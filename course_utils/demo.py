@@ -1,0 +1,192 @@
+"""The Gradio web demo of notebook 07: chat about an image with the mini InternVL (CPU) or InternVL2-2B (LMDeploy).
+
+    python -m course_utils.demo --backend mini                 # the trained mini InternVL, on CPU
+    python -m course_utils.demo --backend lmdeploy --model /root/share/new_models/OpenGVLab/InternVL2-2B
+
+What it does that the seed's demo did not:
+
+* **one chat per browser session**: the conversation lives in a ``gr.State``, so two visitors (or two tabs) never
+  share a history; "New chat", picking another photo or uploading one starts a fresh conversation;
+* **the image is really sent**: it goes with the first question of the conversation (later turns reuse it, as
+  ``Pipeline.chat`` sessions do);
+* **sampling that does something**: temperature 0 is greedy decoding; above 0, ``GenConfig`` turns ``do_sample`` on so
+  that top-p and temperature are used (lmdeploy ignores them otherwise);
+* **private by default**: bound to 127.0.0.1, no public share link unless ``--share``, uploads limited to 5 MB.
+
+Gradio is imported only here (``pip install gradio``; the lab environments have it).
+"""
+
+import argparse
+import threading
+from pathlib import Path
+
+from . import data, paths
+from .infer import GenConfig, Session
+
+MAX_UPLOAD = "5mb"
+EXAMPLES = {
+    "mini": [
+        "describe the image.",
+        "what colour is the shape?",
+        "what shape is it?",
+        "is the shape big or small?",
+    ],
+    "lmdeploy": [
+        "图中的菜是什么？",
+        "这道菜属于哪个菜系？",
+        "Describe this dish.",
+        "What are the main ingredients?",
+    ],
+}
+
+
+def quick_pick(backend: str, limit: int = 8) -> list[tuple]:
+    """(image, label) pairs for the quick-pick bar.
+
+    The mini model only knows the synthetic shapes world, so it gets shapes; InternVL2 gets FoodieQA photos when
+    the dataset is present (``paths.foodieqa_dir()``), otherwise the course's bundled sample photos.
+    """
+    if backend == "mini":
+        items = data.make_shapes(limit, image_size=96, seed=2024)
+        return [(it.image, it.caption) for it in items]
+    root = paths.foodieqa_dir()
+    photos = (
+        sorted(p for ext in ("jpg", "jpeg", "png") for p in root.rglob(f"*.{ext}"))[:limit]
+        if root.is_dir()
+        else []
+    )
+    if photos:
+        return [(str(p), p.stem) for p in photos]
+    return [(data.sample_photo(name), name) for name in data.sample_photo_names()[:limit]]
+
+
+def gen_config(temperature: float, top_p: float, max_new_tokens: int = 256) -> GenConfig:
+    """Temperature 0 → greedy; otherwise sampling with the given temperature and top-p."""
+    if temperature <= 0:
+        return GenConfig(max_new_tokens=max_new_tokens)
+    return GenConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p)
+
+
+class ChatHandlers:
+    """The demo's callbacks, without Gradio: easy to test, one lock so a CPU model answers one question at a time."""
+
+    def __init__(self, engine, max_new_tokens: int = 256):
+        self.engine = engine
+        self.max_new_tokens = max_new_tokens
+        self.lock = threading.Lock()
+
+    def respond(self, text, image, session: Session | None, history, temperature=0.0, top_p=0.8):
+        """One turn: returns (cleared textbox, new session, new chat history)."""
+        text = (text or "").strip()
+        if not text:
+            raise ValueError("Type a question first.")
+        if session is None and image is None:
+            raise ValueError("Pick a photo from the quick-pick bar or upload one first.")
+        prompt = (text, image) if session is None else text
+        with self.lock:
+            session = self.engine.chat(
+                prompt, session=session, gen_config=gen_config(temperature, top_p, self.max_new_tokens)
+            )
+        turn = [{"role": "user", "content": text}, {"role": "assistant", "content": session.response.text}]
+        return "", session, [*(history or []), *turn]
+
+    @staticmethod
+    def new_chat():
+        """A fresh conversation: no session, empty history."""
+        return None, []
+
+
+def build_app(engine, backend: str = "mini", *, title: str | None = None, max_new_tokens: int = 256):
+    """The Gradio Blocks app around ``engine`` (an ``infer`` chat engine)."""
+    import gradio as gr
+
+    handlers = ChatHandlers(engine, max_new_tokens)
+    picks = quick_pick(backend)
+    title = title or ("Mini InternVL (CPU)" if backend == "mini" else "InternVL2-2B with LMDeploy")
+
+    def respond(text, image, session, history, temperature, top_p):
+        try:
+            return handlers.respond(text, image, session, history, temperature, top_p)
+        except ValueError as err:  # a learner's mistake, shown in the page instead of a traceback
+            raise gr.Error(str(err)) from None
+
+    def pick(evt: gr.SelectData):
+        image, _ = picks[evt.index]
+        return (image, *handlers.new_chat())
+
+    with gr.Blocks(title=title) as app:
+        session = gr.State(None)
+        gr.Markdown(
+            f"## {title}\nPick or upload a photo, then ask about it. Each browser tab has its own chat."
+        )
+        with gr.Row():
+            with gr.Column(scale=2):
+                image = gr.Image(type="pil", label="image", elem_id="image", height=300)
+                gallery = gr.Gallery(value=picks, label="quick pick", columns=4, allow_preview=False,
+                                     elem_id="quick-pick", height=200)  # fmt: skip
+            with gr.Column(scale=3):
+                chatbot = gr.Chatbot(label="chat", elem_id="chat", height=360)
+                text = gr.Textbox(label="question", placeholder="ask about the image", elem_id="prompt")
+                with gr.Row():
+                    send = gr.Button("Send", variant="primary", elem_id="send")
+                    new = gr.Button("New chat", elem_id="new-chat")
+                gr.Examples(examples=[[e] for e in EXAMPLES[backend]], inputs=[text])
+                with gr.Accordion("sampling", open=False):
+                    temperature = gr.Slider(0.0, 1.5, value=0.0, step=0.05, label="temperature (0 = greedy)")
+                    top_p = gr.Slider(
+                        0.05, 1.0, value=0.8, step=0.05, label="top-p (used when temperature > 0)"
+                    )
+        inputs = [text, image, session, chatbot, temperature, top_p]
+        outputs = [text, session, chatbot]
+        send.click(respond, inputs, outputs, api_name="chat")
+        text.submit(respond, inputs, outputs, api_name=False)
+        new.click(handlers.new_chat, None, [session, chatbot], api_name="new_chat")
+        gallery.select(pick, None, [image, session, chatbot], api_name=False)
+        image.upload(handlers.new_chat, None, [session, chatbot], api_name=False)
+        image.clear(handlers.new_chat, None, [session, chatbot], api_name=False)
+    return app
+
+
+def launch(app, *, host: str = "127.0.0.1", port: int = 7860, share: bool = False, block: bool = True):
+    """Start the server: local only unless ``host``/``share`` say otherwise; uploads capped at ``MAX_UPLOAD``."""
+    app.queue(default_concurrency_limit=4)
+    return app.launch(
+        server_name=host,
+        server_port=port,
+        share=share,
+        max_file_size=MAX_UPLOAD,
+        prevent_thread_lock=not block,
+    )
+
+
+def make_engine(backend: str, model: str | None = None):
+    """The chat engine for ``backend``: "mini" (the trained mini InternVL) or "lmdeploy" (InternVL2-2B on a GPU)."""
+    from . import infer
+
+    if backend == "mini":
+        from .mini import load_mini_internvl
+
+        return infer.TransformersChat(*load_mini_internvl())
+    if backend == "lmdeploy":
+        return infer.LMDeployChat(Path(model) if model else paths.model_dir())
+    raise ValueError(f"unknown backend {backend!r}: use 'mini' or 'lmdeploy'")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m course_utils.demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", choices=["mini", "lmdeploy"], default="mini")
+    parser.add_argument(
+        "--model", help="model directory for --backend lmdeploy (default: MLLM_COURSE_MODEL_DIR)"
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 makes it reachable from other machines")
+    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument(
+        "--share", action="store_true", help="create a public gradio.live link (off by default)"
+    )
+    args = parser.parse_args(argv)
+    app = build_app(make_engine(args.backend, args.model), args.backend)
+    launch(app, host=args.host, port=args.port, share=args.share)
+
+
+if __name__ == "__main__":
+    main()
