@@ -1,0 +1,102 @@
+"""Fine-tuning for notebook 08: the mini track's LoRA on the mini InternVL (peft), in the seed's answer format.
+
+The seed fine-tunes InternVL2-2B with XTuner: LoRA on the LLM, the ViT and the rest frozen, each sample
+"question + image → <correct choice>，图中的菜是<dish>" (``foodieqa.to_llava``). The mini track does the same with
+peft on the mini InternVL, with two additions the small model needs (LAB_NOTES, measured):
+
+* the projector (mlp1) gets LoRA too: the mini ViT has never seen food, so the image side must move a little;
+* the **embedding rows of the new words** (dish names, cuisines, regions, the answer phrase) are trainable through
+  peft's ``trainable_token_indices``: embeddings are tied and frozen under LoRA, and without this the model learns
+  the answer format but names the same dish every time.
+"""
+
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from . import data, foodieqa
+from .mini.sft import chat_prompt, train_loop
+
+LM_LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+TARGET_MODULES = (
+    r".*language_model\.layers\.\d+\.(self_attn|mlp)\.(" + "|".join(LM_LINEARS) + r")"
+    r"|.*multi_modal_projector\.linear_[12]"
+)
+
+
+def new_word_ids(tokenizer, items: list[dict]) -> list[int]:
+    """Token ids of every choice, dish name and the answer phrase in ``items`` (the words LoRA must learn to say)."""
+    words = {data.ANSWER_PHRASE}
+    for item in items:
+        words.update(item["choices"])
+        words.add(item["food_meta"]["food_name"])
+    ids = set()
+    for word in words:
+        ids.update(tokenizer(word, add_special_tokens=False)["input_ids"])
+    unk = tokenizer.unk_token_id
+    if unk in ids:
+        raise ValueError(
+            "some words are unknown to the tokenizer (<unk>): LoRA cannot teach a word it cannot spell"
+        )
+    return sorted(ids)
+
+
+def add_lora(model, token_ids: list[int], *, r: int = 16, alpha: int = 32):
+    """Wrap ``model`` with LoRA on the LLM's linears + the projector, and trainable rows for ``token_ids``."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=r, lora_alpha=alpha, lora_dropout=0.0, target_modules=TARGET_MODULES,
+        trainable_token_indices={"embed_tokens": list(token_ids)},
+    )  # fmt: skip
+    return get_peft_model(model, config)
+
+
+class FoodRows:
+    """SIVQA items as training rows in the seed's format: prompt (image + question), answer + ``<|im_end|>``."""
+
+    def __init__(self, processor, items: list[dict], image_root):
+        tok = processor.tokenizer
+        end = tok.convert_tokens_to_ids("<|im_end|>")
+        self.pad = tok.pad_token_id
+        images = [Image.open(Path(image_root) / it["food_meta"]["food_file"]).convert("RGB") for it in items]
+        self.rows, self.labels = [], []
+        for item, image in zip(items, images, strict=True):
+            sample = foodieqa.to_llava(item)
+            prompt = processor(
+                images=[image], text=[chat_prompt(processor, item["question"])], return_tensors="pt"
+            )
+            answer = tok(sample["conversations"][1]["value"], add_special_tokens=False)["input_ids"] + [end]
+            ids = prompt["input_ids"][0].tolist()
+            self.rows.append(ids + answer)
+            self.labels.append([-100] * len(ids) + answer)
+        self.pixels = processor.image_processor(images, return_tensors="pt")["pixel_values"]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def batch(self, index: list[int]) -> dict[str, torch.Tensor]:
+        width = max(len(self.rows[i]) for i in index)
+        pad = lambda r, v: r + [v] * (width - len(r))  # noqa: E731
+        return {
+            "input_ids": torch.tensor([pad(self.rows[i], self.pad) for i in index]),
+            "labels": torch.tensor([pad(self.labels[i], -100) for i in index]),
+            "attention_mask": torch.tensor([pad([1] * len(self.rows[i]), 0) for i in index]),
+            "pixel_values": self.pixels[index],
+        }
+
+
+def lora_finetune(model, rows: FoodRows, *, steps: int = 800, lr: float = 3e-3, batch_size: int = 16,
+                  seed: int = 0, progress: bool = True) -> list[float]:  # fmt: skip
+    """Train the LoRA-wrapped ``model`` on ``rows``; returns the losses. The model is left in eval mode."""
+    model.train()
+
+    def step(g):
+        idx = torch.randint(len(rows), (batch_size,), generator=g).tolist()
+        return model(**rows.batch(idx)).loss
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    losses = train_loop(params, steps, lr, seed, step, "LoRA", progress)
+    model.eval()
+    return losses
