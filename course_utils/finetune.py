@@ -100,3 +100,82 @@ def lora_finetune(model, rows: FoodRows, *, steps: int = 800, lr: float = 3e-3, 
     losses = train_loop(params, steps, lr, seed, step, "LoRA", progress)
     model.eval()
     return losses
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Full track (XTuner on a GPU): commands, logs, and finishing the converted model folder.
+# --------------------------------------------------------------------------------------------------------------
+CONFIG = "configs/xtuner/internvl_v2_internlm2_2b_lora_finetune_food.py"
+# what `from_pretrained(..., trust_remote_code=True)` needs besides the weights; convert_to_official.py
+# writes weights, config and tokenizer but not the model's own code (FACTS)
+MODEL_CODE_GLOBS = ("*.py", "*.tiktoken", "preprocessor_config.json", "generation_config.json")
+
+
+def train_command(
+    config: str = CONFIG, work_dir: str = "work_dirs/food_lora", *, deepspeed: str | None = "deepspeed_zero2"
+):
+    """The ``xtuner train`` command line (a list, for ``subprocess.run``)."""
+    cmd = ["xtuner", "train", str(config), "--work-dir", str(work_dir)]
+    return cmd + (["--deepspeed", deepspeed] if deepspeed else [])
+
+
+def convert_command(config: str, checkpoint, out_dir, xtuner_dir=None):
+    """XTuner's InternVL ``convert_to_official.py`` command: merge the LoRA checkpoint into a HF model folder."""
+    from . import paths
+
+    script = Path(xtuner_dir or paths.xtuner_dir()) / "xtuner/configs/internvl/v1_5/convert_to_official.py"
+    return ["python", str(script), str(config), str(checkpoint), str(out_dir)]
+
+
+def read_log(work_dir) -> list[dict]:
+    """Training records (iteration, loss, lr, ...) from mmengine's ``vis_data/scalars.json`` files under ``work_dir``."""
+    import json
+
+    files = sorted(Path(work_dir).glob("*/vis_data/scalars.json"))
+    if not files:
+        raise FileNotFoundError(
+            f"{work_dir}: no */vis_data/scalars.json yet — has `xtuner train` logged anything?"
+        )
+    records = []
+    for line in files[-1].read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            record = json.loads(line)
+            if "loss" in record:
+                records.append(record)
+    return records
+
+
+def finalize(base_model_dir, converted_dir) -> list[str]:
+    """Copy the files the conversion left out (model code, processor files) from the base model; returns their names.
+
+    Files already in ``converted_dir`` are never replaced.
+    """
+    base, out = Path(base_model_dir), Path(converted_dir)
+    for folder in (base, out):
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder}: no such folder")
+    copied = []
+    for pattern in MODEL_CODE_GLOBS:
+        for src in sorted(base.glob(pattern)):
+            dst = out / src.name
+            if not dst.exists():
+                dst.write_bytes(src.read_bytes())
+                copied.append(src.name)
+    return copied
+
+
+def missing_files(model_dir) -> list[str]:
+    """What a model folder still lacks to load with ``trust_remote_code`` (empty when complete)."""
+    import json
+
+    folder = Path(model_dir)
+    missing = [name for name in ("config.json",) if not (folder / name).is_file()]
+    if not any(folder.glob("*.safetensors")) and not any(folder.glob("*.bin")):
+        missing.append("weights (*.safetensors or *.bin)")
+    if (folder / "config.json").is_file():
+        auto_map = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("auto_map", {})
+        for ref in auto_map.values():
+            module = (ref[0] if isinstance(ref, list) else ref).split(".")[0] + ".py"
+            if not (folder / module).is_file() and module not in missing:
+                missing.append(module)
+    return missing

@@ -60,3 +60,75 @@ def test_lora_trains_adapters_and_word_rows_only_then_merges_and_reloads(tiny, t
     reloaded, _ = load("internvl", tmp_path / "merged")
     with torch.no_grad():
         assert torch.allclose(reloaded(**batch).logits, expected, atol=1e-5)
+
+
+# ---- full track helpers (no xtuner needed) ------------------------------------------------------------------------
+def test_commands():
+    assert finetune.train_command(work_dir="w") == ["xtuner", "train", finetune.CONFIG, "--work-dir", "w",
+                                                    "--deepspeed", "deepspeed_zero2"]  # fmt: skip
+    assert "--deepspeed" not in finetune.train_command(deepspeed=None)
+    cmd = finetune.convert_command("cfg.py", "w/iter_640.pth", "out", xtuner_dir="/root/xtuner")
+    assert cmd == ["python", "/root/xtuner/xtuner/configs/internvl/v1_5/convert_to_official.py", "cfg.py",
+                   "w/iter_640.pth", "out"]  # fmt: skip
+
+
+def test_read_log_reads_mmengine_scalars(tmp_path):
+    with pytest.raises(FileNotFoundError, match="scalars.json"):
+        finetune.read_log(tmp_path)
+    run = tmp_path / "20261125_120000" / "vis_data"
+    run.mkdir(parents=True)
+    lines = ['{"lr": 1e-06, "loss": 2.5, "iter": 10, "step": 10}', "", '{"lr": 3e-05, "loss": 1.5, "iter": 20, "step": 20}',
+             '{"time": 0.1}']  # fmt: skip
+    (run / "scalars.json").write_text("\n".join(lines), encoding="utf-8")
+    assert [r["loss"] for r in finetune.read_log(tmp_path)] == [2.5, 1.5]
+
+
+def test_finalize_copies_exactly_what_is_missing(tmp_path):
+    import json
+
+    base, out = tmp_path / "InternVL2-2B", tmp_path / "converted"
+    base.mkdir()
+    out.mkdir()
+    auto_map = {"AutoConfig": "configuration_internvl_chat.InternVLChatConfig",
+                "AutoModel": "modeling_internvl_chat.InternVLChatModel"}  # fmt: skip
+    for name in ("modeling_internvl_chat.py", "configuration_internvl_chat.py", "conversation.py",
+                 "preprocessor_config.json", "config.json", "model.safetensors"):  # fmt: skip
+        (base / name).write_text(name, encoding="utf-8")
+    (out / "config.json").write_text(json.dumps({"auto_map": auto_map}), encoding="utf-8")
+    (out / "model.safetensors").write_text("merged weights", encoding="utf-8")
+    (out / "conversation.py").write_text("already here", encoding="utf-8")
+    assert finetune.missing_files(out) == ["configuration_internvl_chat.py", "modeling_internvl_chat.py"]
+    copied = finetune.finalize(base, out)
+    assert sorted(copied) == [
+        "configuration_internvl_chat.py",
+        "modeling_internvl_chat.py",
+        "preprocessor_config.json",
+    ]
+    assert (out / "conversation.py").read_text(encoding="utf-8") == "already here"  # never replaced
+    assert (out / "model.safetensors").read_text(encoding="utf-8") == "merged weights"
+    assert finetune.missing_files(out) == []
+    with pytest.raises(FileNotFoundError):
+        finetune.finalize(tmp_path / "nope", out)
+
+
+def test_xtuner_config_has_the_seeds_settings():
+    import ast
+    from pathlib import Path
+
+    source = (Path(__file__).parents[1] / finetune.CONFIG).read_text(encoding="utf-8")
+    values = {}
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+            try:
+                values[node.targets[0].id] = ast.literal_eval(node.value)
+            except ValueError:
+                pass
+    expected = {"batch_size": 4, "accumulative_counts": 2, "max_epochs": 10, "lr": 3e-5, "weight_decay": 0.05,
+                "warmup_ratio": 0.03, "save_steps": 64, "lora_rank": 128, "lora_alpha": 256, "max_length": 8192}  # fmt: skip
+    assert {k: values.get(k) for k in expected} == expected
+    for default in (
+        "/root/share/new_models/OpenGVLab/InternVL2-2B",
+        "/root/share/datasets/FoodieQA",
+        "sivqa_llava.json",
+    ):
+        assert default in source
