@@ -11,7 +11,7 @@ TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 STAMP := $(VENV)/.course-installed
 PORT ?= 8888
 
-.PHONY: help setup kernel lab test lint unit notebooks hygiene strip syllabus doctor bench clean
+.PHONY: help setup kernel lab test lint unit notebooks hygiene strip syllabus doctor bench clean test-full-stack
 
 help:
 	@echo "make lab     set up .venv if missing, register the 'mllm-course' kernel, start JupyterLab on 127.0.0.1:$(PORT)"
@@ -19,6 +19,7 @@ help:
 	@echo "make doctor  check this machine (python -m course_utils.doctor)"
 	@echo "make strip   remove outputs from every notebook before committing"
 	@echo "make bench   set-up and per-notebook timings as a table"
+	@echo "make test-full-stack   optional: install the GPU-lab stacks on CPU and check our lmdeploy calls and XTuner config"
 
 # ---- set-up: CPU torch first (and no torchvision: it breaks beside CPU torch), then the package with its dev extras ----------------------
 $(STAMP): pyproject.toml environment.yml
@@ -76,5 +77,18 @@ syllabus: setup
 bench: setup
 	$(PY) tests/benchmarks/bench_setup.py
 
+# Optional, not in CI (~10 GB of downloads): the two GPU-lab stacks installed on CPU from envs/*.yml, and the course's
+# lmdeploy calls and XTuner config checked against the real packages (pipeline creation and training need a GPU).
+# deepspeed is left out here: it is only needed for `--deepspeed` at training time.
+test-full-stack:
+	@test -x .venv-lmdeploy/bin/python || $(PYTHON) -m venv .venv-lmdeploy
+	sed -n 's/^ *- \([A-Za-z0-9_.-]*==[^ ]*\)$$/\1/p' envs/lmdeploy.yml > .venv-lmdeploy/pins.txt
+	.venv-lmdeploy/bin/pip install -r .venv-lmdeploy/pins.txt && .venv-lmdeploy/bin/pip install --no-deps -e .
+	.venv-lmdeploy/bin/python tests/full_stack/check_lmdeploy.py
+	@test -x .venv-xtuner/bin/python || $(PYTHON) -m venv .venv-xtuner
+	sed -n 's/^ *- \([A-Za-z0-9_.[-]*\]*==[^ ]*\)$$/\1/p' envs/xtuner.yml | sed 's/^xtuner\[deepspeed\]/xtuner/' | grep -v '^deepspeed' > .venv-xtuner/pins.txt
+	.venv-xtuner/bin/pip install -r .venv-xtuner/pins.txt && .venv-xtuner/bin/pip install --no-deps -e .
+	.venv-xtuner/bin/python tests/full_stack/check_xtuner.py
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-lmdeploy .venv-xtuner .pytest_cache .ruff_cache

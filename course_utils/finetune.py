@@ -16,7 +16,6 @@ import torch
 from PIL import Image
 
 from . import data, foodieqa
-from .mini.sft import chat_prompt, train_loop
 
 LM_LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 TARGET_MODULES = (
@@ -57,6 +56,10 @@ class FoodRows:
     """SIVQA items as training rows in the seed's format: prompt (image + question), answer + ``<|im_end|>``."""
 
     def __init__(self, processor, items: list[dict], image_root):
+        from .mini.sft import (
+            chat_prompt,
+        )  # lazily: the full-track helpers below must import under xtuner's pins
+
         tok = processor.tokenizer
         end = tok.convert_tokens_to_ids("<|im_end|>")
         self.pad = tok.pad_token_id
@@ -90,6 +93,8 @@ class FoodRows:
 def lora_finetune(model, rows: FoodRows, *, steps: int = 800, lr: float = 3e-3, batch_size: int = 16,
                   seed: int = 0, progress: bool = True) -> list[float]:  # fmt: skip
     """Train the LoRA-wrapped ``model`` on ``rows``; returns the losses. The model is left in eval mode."""
+    from .mini.sft import train_loop
+
     model.train()
 
     def step(g):
@@ -179,3 +184,23 @@ def missing_files(model_dir) -> list[str]:
             if not (folder / module).is_file() and module not in missing:
                 missing.append(module)
     return missing
+
+
+def configure(dst, config=CONFIG, *, overwrite: bool = False, **values) -> Path:
+    """Write a copy of the XTuner ``config`` with top-level settings replaced, e.g. ``path=``, ``data_root=``,
+    ``data_path=``, ``batch_size=``, ``lora_rank=``. Each name must be a plain assignment in the config.
+
+    (mmengine parses XTuner configs in lazy-import mode, so a config cannot read environment variables itself.)
+    """
+    import re
+
+    from .foodieqa import _write_text
+
+    text = Path(config).read_text(encoding="utf-8")
+    for name, value in values.items():
+        pattern = re.compile(rf"^{re.escape(name)} = .*$", re.MULTILINE)
+        if not pattern.search(text):
+            raise KeyError(f"{config} has no top-level setting '{name}'")
+        line = f"{name} = {value!r}"
+        text = pattern.sub(lambda _, line=line: line, text, count=1)
+    return _write_text(text, dst, overwrite=overwrite)

@@ -220,6 +220,11 @@ def _mc_item(question, correct, pool, qtype, meta, seed, n) -> dict:
 
 def write_json(obj, dst, *, overwrite: bool = False) -> Path:
     """Write ``obj`` as UTF-8 JSON atomically (temp file + rename); never replaces ``dst`` unless ``overwrite``."""
+    return _write_text(json.dumps(obj, ensure_ascii=False, indent=2), dst, overwrite=overwrite)
+
+
+def _write_text(text: str, dst, *, overwrite: bool = False) -> Path:
+    """Write ``text`` (UTF-8) atomically; never replaces ``dst`` unless ``overwrite``."""
     dst = Path(dst)
     if dst.exists() and not overwrite:
         raise FileExistsError(f"{dst} already exists: pass --overwrite (overwrite=True) to replace it")
@@ -227,7 +232,7 @@ def write_json(obj, dst, *, overwrite: bool = False) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", dir=dst.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, ensure_ascii=False, indent=2)
+            f.write(text)
         os.replace(tmp, dst)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

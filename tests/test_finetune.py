@@ -132,3 +132,16 @@ def test_xtuner_config_has_the_seeds_settings():
         "sivqa_llava.json",
     ):
         assert default in source
+
+
+def test_configure_writes_a_copy_with_other_values(tmp_path):
+    dst = finetune.configure(tmp_path / "mine.py", path="/models/x", data_path="/data/y.json", lora_rank=16)
+    text = dst.read_text(encoding="utf-8")
+    assert "path = '/models/x'" in text and "data_path = '/data/y.json'" in text and "lora_rank = 16" in text
+    assert "lora_alpha = 256" in text  # untouched
+    with pytest.raises(KeyError, match="no top-level setting 'lora_rnak'"):
+        finetune.configure(tmp_path / "other.py", lora_rnak=8)
+    assert not (tmp_path / "other.py").exists()
+    with pytest.raises(FileExistsError):
+        finetune.configure(dst, lora_rank=8)
+    assert "lora_rank = 16" in dst.read_text(encoding="utf-8")

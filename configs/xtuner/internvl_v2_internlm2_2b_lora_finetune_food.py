@@ -2,14 +2,10 @@
 #
 #   xtuner train configs/xtuner/internvl_v2_internlm2_2b_lora_finetune_food.py --deepspeed deepspeed_zero2
 #
-# Paths come from environment variables (defaults: InternStudio):
-#   MLLM_COURSE_MODEL_DIR     the base model            /root/share/new_models/OpenGVLab/InternVL2-2B
-#   MLLM_COURSE_FOODIEQA_DIR  images + converted JSON   /root/share/datasets/FoodieQA
-#   MLLM_COURSE_TRAIN_JSON    the training file         <FoodieQA dir>/sivqa_llava.json
-#                             (`python -m course_utils.foodieqa convert ...` writes it; for your own photos, `build` first)
+# The paths below are InternStudio's. Elsewhere (or for your own photos), write a copy with your values:
+#   from course_utils import finetune
+#   finetune.configure("my_food.py", path=MODEL_DIR, data_root=IMAGES_DIR, data_path=TRAIN_JSON)
 # The settings are the seed lab's (batch 4 x accumulation 2, 10 epochs, lr 3e-5, LoRA r=128); notebook 08 explains them.
-import os
-
 from mmengine.hooks import CheckpointHook, DistSamplerSeedHook, IterTimerHook, LoggerHook, ParamSchedulerHook
 from mmengine.optim import AmpOptimWrapper, CosineAnnealingLR, LinearLR
 from peft import LoraConfig
@@ -24,9 +20,11 @@ from xtuner.model import InternVL_V1_5
 from xtuner.utils import PROMPT_TEMPLATE
 
 # ---- what a learner may change -------------------------------------------------------------------------------
-path = os.environ.get("MLLM_COURSE_MODEL_DIR", "/root/share/new_models/OpenGVLab/InternVL2-2B")
-data_root = os.environ.get("MLLM_COURSE_FOODIEQA_DIR", "/root/share/datasets/FoodieQA")
-data_path = os.environ.get("MLLM_COURSE_TRAIN_JSON", os.path.join(data_root, "sivqa_llava.json"))
+# Plain values only: mmengine parses this file in lazy-import mode, where top-level function calls (os.environ...)
+# and "{{$VAR}}" substitution do not work. `course_utils.finetune.configure(...)` writes a copy with other values.
+path = "/root/share/new_models/OpenGVLab/InternVL2-2B"
+data_root = "/root/share/datasets/FoodieQA"
+data_path = "/root/share/datasets/FoodieQA/sivqa_llava.json"
 image_folder = data_root  # the JSON's "image" paths are relative to this folder
 prompt_template = PROMPT_TEMPLATE.internlm2_chat  # InternVL2-2B's LLM is internlm2-chat-1.8b
 max_length = 8192  # tokens per sample, image tokens included (256 per 448-px tile)

@@ -1,0 +1,64 @@
+"""Full-stack check (not part of `make test`): course_utils.infer against the real lmdeploy of envs/lmdeploy.yml.
+
+    make test-full-stack          # builds .venv-lmdeploy from the pins, then runs this file
+
+On a CPU machine lmdeploy imports and builds its config objects, but `pipeline(...)` needs a GPU, so this checks
+everything up to that call: our configs are real lmdeploy objects with the values we meant, and the pipeline and
+Pipeline methods we call accept the arguments we pass.
+"""
+
+import inspect
+
+import lmdeploy
+
+from course_utils import infer
+
+
+def main() -> None:
+    print("lmdeploy", lmdeploy.__version__)
+    tm = infer.lmdeploy_configs("turbomind", session_len=8192, cache_max_entry_count=0.2, tp=1)
+    assert isinstance(tm, lmdeploy.TurbomindEngineConfig)
+    assert (tm.session_len, tm.cache_max_entry_count, tm.tp) == (8192, 0.2, 1), tm
+    pt = infer.lmdeploy_configs("pytorch", session_len=4096)
+    assert isinstance(pt, lmdeploy.PytorchEngineConfig) and pt.session_len == 4096, pt
+
+    greedy = infer.lmdeploy_gen_config(infer.GenConfig(max_new_tokens=64))
+    assert (
+        isinstance(greedy, lmdeploy.GenerationConfig)
+        and greedy.do_sample is False
+        and greedy.max_new_tokens == 64
+    )
+    sampled = infer.lmdeploy_gen_config(infer.GenConfig(top_p=0.8, temperature=0.8, seed=3))
+    assert sampled.do_sample is True and sampled.top_p == 0.8 and sampled.temperature == 0.8, sampled
+    assert sampled.random_seed == 3, sampled
+
+    params = inspect.signature(lmdeploy.pipeline).parameters
+    for name in ("backend_config",):
+        assert name in params, f"lmdeploy.pipeline has no '{name}' parameter: {list(params)}"
+    assert "trust_remote_code" in params or any(p.kind is p.VAR_KEYWORD for p in params.values()), list(
+        params
+    )
+
+    pipeline_cls = _find_pipeline_class()
+    for method, args in (
+        ("chat", ("prompt", "session", "gen_config")),
+        ("stream_infer", ("prompts", "gen_config")),
+    ):
+        sig = inspect.signature(getattr(pipeline_cls, method))
+        missing = [a for a in args if a not in sig.parameters]
+        assert not missing, f"{pipeline_cls.__name__}.{method} lacks {missing}: {sig}"
+    print("lmdeploy full-stack check: OK")
+
+
+def _find_pipeline_class():
+    for path in ("lmdeploy.pipeline", "lmdeploy.serve.async_engine"):
+        module = __import__(path, fromlist=["*"])
+        for name in ("Pipeline", "AsyncEngine"):
+            cls = getattr(module, name, None)
+            if inspect.isclass(cls) and hasattr(cls, "chat"):
+                return cls
+    raise AssertionError("no lmdeploy class with a .chat method found (Pipeline / AsyncEngine)")
+
+
+if __name__ == "__main__":
+    main()
