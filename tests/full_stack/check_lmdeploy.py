@@ -47,7 +47,43 @@ def main() -> None:
         sig = inspect.signature(getattr(pipeline_cls, method))
         missing = [a for a in args if a not in sig.parameters]
         assert not missing, f"{pipeline_cls.__name__}.{method} lacks {missing}: {sig}"
+    _check_demo()
     print("lmdeploy full-stack check: OK")
+
+
+def _check_demo() -> None:
+    """The demo under this environment's gradio: build, serve on 127.0.0.1, one turn through gradio_client."""
+    import socket
+    import tempfile
+
+    from gradio_client import Client, handle_file
+
+    from course_utils import data, demo
+
+    class Echo:
+        def chat(self, prompt, session=None, gen_config=None):
+            text, image = infer.split_prompt(prompt)
+            new = infer.Session([], image)
+            new.response = infer.Response(f"{text} {image.size}", 1, 1, "stop")
+            return new
+
+    app = demo.build_app(Echo(), "lmdeploy")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    demo.launch(app, port=port, block=False)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = f"{tmp}/photo.png"
+            data.sample_photo("coffee").save(path)
+            _, history = Client(f"http://127.0.0.1:{port}/", verbose=False).predict(
+                "what is it?", handle_file(path), [], 0.0, 0.8, api_name="/chat"
+            )
+        content = history[-1]["content"]
+        text = content if isinstance(content, str) else "".join(p.get("text", "") for p in content)
+        assert text == "what is it? (600, 400)", text
+    finally:
+        app.close()
 
 
 def _find_pipeline_class():
