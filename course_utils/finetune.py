@@ -80,14 +80,10 @@ class FoodRows:
         return len(self.rows)
 
     def batch(self, index: list[int]) -> dict[str, torch.Tensor]:
-        width = max(len(self.rows[i]) for i in index)
-        pad = lambda r, v: r + [v] * (width - len(r))  # noqa: E731
-        return {
-            "input_ids": torch.tensor([pad(self.rows[i], self.pad) for i in index]),
-            "labels": torch.tensor([pad(self.labels[i], -100) for i in index]),
-            "attention_mask": torch.tensor([pad([1] * len(self.rows[i]), 0) for i in index]),
-            "pixel_values": self.pixels[index],
-        }
+        from .mini.sft import pad_right
+
+        padded = pad_right([self.rows[i] for i in index], [self.labels[i] for i in index], self.pad)
+        return {**padded, "pixel_values": self.pixels[index]}
 
 
 def lora_finetune(model, rows: FoodRows, *, steps: int = 800, lr: float = 3e-3, batch_size: int = 16,
@@ -194,7 +190,7 @@ def configure(dst, config=CONFIG, *, overwrite: bool = False, **values) -> Path:
     """
     import re
 
-    from .foodieqa import _write_text
+    from .foodieqa import write_text
 
     text = Path(config).read_text(encoding="utf-8")
     for name, value in values.items():
@@ -203,4 +199,4 @@ def configure(dst, config=CONFIG, *, overwrite: bool = False, **values) -> Path:
             raise KeyError(f"{config} has no top-level setting '{name}'")
         line = f"{name} = {value!r}"
         text = pattern.sub(lambda _, line=line: line, text, count=1)
-    return _write_text(text, dst, overwrite=overwrite)
+    return write_text(text, dst, overwrite=overwrite)

@@ -220,10 +220,10 @@ def _mc_item(question, correct, pool, qtype, meta, seed, n) -> dict:
 
 def write_json(obj, dst, *, overwrite: bool = False) -> Path:
     """Write ``obj`` as UTF-8 JSON atomically (temp file + rename); never replaces ``dst`` unless ``overwrite``."""
-    return _write_text(json.dumps(obj, ensure_ascii=False, indent=2), dst, overwrite=overwrite)
+    return write_text(json.dumps(obj, ensure_ascii=False, indent=2), dst, overwrite=overwrite)
 
 
-def _write_text(text: str, dst, *, overwrite: bool = False) -> Path:
+def write_text(text: str, dst, *, overwrite: bool = False) -> Path:
     """Write ``text`` (UTF-8) atomically; never replaces ``dst`` unless ``overwrite``."""
     dst = Path(dst)
     if dst.exists() and not overwrite:

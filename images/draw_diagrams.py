@@ -59,6 +59,13 @@ def _arrow(ax, x0, y0, x1, y1, color=GREY):
     )
 
 
+def _input_image(ax, x, y, w, h, label, arrow):
+    """The input-image box of the high-resolution diagrams, its label above, and an arrow (x0, y, x1) out of it."""
+    ax.add_patch(plt.Rectangle((x, y), w, h, fc="#dfe9f3", ec=BLUE, lw=1.5))
+    ax.text(x + w / 2, y + h + 0.2, label, ha="center", fontsize=9)
+    _arrow(ax, arrow[0], arrow[1], arrow[2], arrow[1])
+
+
 def _canvas(width: float, height: float):
     """A blank figure whose data coordinates are inches: (0, 0) bottom left, (width, height) top right."""
     fig, ax = plt.subplots(figsize=(width, height))
@@ -269,8 +276,6 @@ def draw_internvl():
 
 def draw_pixel_shuffle():
     """Pixel shuffle with scale 0.5: each 2×2 block of patch features becomes one token with 4× the channels."""
-    import numpy as np
-
     fig, axes = plt.subplots(1, 2, figsize=(9, 4), gridspec_kw={"width_ratios": [1, 1]})
     colors = [BLUE, ORANGE, GREEN, VERMILION]
     n = 8
@@ -308,16 +313,13 @@ def draw_pixel_shuffle():
     ax.axis("off")
     ax.set_title("tokens: H/2 × W/2 × 4C\n(InternVL2: 16 × 16 × 4096)", fontsize=10)
     fig.text(0.5, 0.5, "→", ha="center", va="center", fontsize=28, color=GREY)
-    _ = np
     _save(fig, "pixel_shuffle")
 
 
 def draw_dynamic_tiling():
     """Dynamic high resolution: closest-aspect grid of 448² tiles, row by row, plus a thumbnail."""
     fig, ax = _canvas(10, 3.6)
-    ax.add_patch(plt.Rectangle((0.2, 0.9), 2.4, 1.6, fc="#dfe9f3", ec=BLUE, lw=1.5))
-    ax.text(1.4, 2.7, "image 1344 × 896 (3:2)", ha="center", fontsize=9)
-    _arrow(ax, 2.8, 1.7, 3.5, 1.7)
+    _input_image(ax, 0.2, 0.9, 2.4, 1.6, "image 1344 × 896 (3:2)", (2.8, 1.7, 3.5))
     ax.text(3.15, 1.95, "closest\naspect ratio", ha="center", fontsize=7.5, color=GREY)
     x0, y0, t = 3.7, 0.8, 0.85
     k = 1
@@ -482,9 +484,7 @@ def draw_llava():
 def draw_llava_hd():
     """LLaVA-1.5-HD: 224² tiles (at most 6) encoded separately + a 224² global view; features concatenated."""
     fig, ax = _canvas(10.5, 3.4)
-    ax.add_patch(plt.Rectangle((0.2, 0.9), 2.4, 1.6, fc="#dfe9f3", ec=BLUE, lw=1.5))
-    ax.text(1.4, 2.7, "image (3:2)", ha="center", fontsize=9)
-    _arrow(ax, 2.8, 1.7, 3.4, 1.7)
+    _input_image(ax, 0.2, 0.9, 2.4, 1.6, "image (3:2)", (2.8, 1.7, 3.4))
     x0, y0, t = 3.6, 0.9, 0.8
     for r in range(2):
         for c in range(3):
@@ -502,9 +502,7 @@ def draw_llava_hd():
 def draw_llava_next_anyres():
     """LLaVA-NeXT AnyRes: best resolution → resize & pad → 336² tiles → unpad → newline per row, + base image."""
     fig, ax = _canvas(11.5, 3.8)
-    ax.add_patch(plt.Rectangle((0.2, 1.2), 2.0, 1.125, fc="#dfe9f3", ec=BLUE, lw=1.5))
-    ax.text(1.2, 2.55, "1920 × 1080", ha="center", fontsize=9)
-    _arrow(ax, 2.3, 1.75, 2.8, 1.75)
+    _input_image(ax, 0.2, 1.2, 2.0, 1.125, "1920 × 1080", (2.3, 1.75, 2.8))
     ax.text(2.55, 2.0, "best:\n672×672", ha="center", fontsize=7.5, color=GREY)
     x0, y0, t = 2.9, 0.8, 0.95
     ax.add_patch(plt.Rectangle((x0, y0), 2 * t, 2 * t, fc="black"))

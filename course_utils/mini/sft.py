@@ -82,13 +82,7 @@ class Conversations:
                 lab += [-100] * len(prompt) + self.answers[i][kind]
             rows.append(row)
             labels.append(lab)
-        width = max(map(len, rows))
-        return {
-            "input_ids": torch.tensor([r + [self.pad] * (width - len(r)) for r in rows]),
-            "labels": torch.tensor([r + [-100] * (width - len(r)) for r in labels]),
-            "attention_mask": torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows]),
-            "pixel_values": self.pixels[list(images)],
-        }
+        return {**pad_right(rows, labels, self.pad), "pixel_values": self.pixels[list(images)]}
 
     def sample(self, answers: int, generator) -> dict[str, torch.Tensor]:
         """A random batch of about ``answers`` answers: ``answers // len(kinds)`` images with all their turns."""
@@ -108,6 +102,16 @@ class Conversations:
             "attention_mask": torch.ones(n, len(row), dtype=torch.long),
             "pixel_values": self.pixels[list(images)],
         }
+
+
+def pad_right(rows: list[list[int]], labels: list[list[int]], pad: int) -> dict[str, torch.Tensor]:
+    """Right-pad token rows (with ``pad``) and their labels (with -100) into tensors, plus the attention mask."""
+    width = max(map(len, rows))
+    return {
+        "input_ids": torch.tensor([r + [pad] * (width - len(r)) for r in rows]),
+        "labels": torch.tensor([r + [-100] * (width - len(r)) for r in labels]),
+        "attention_mask": torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows]),
+    }
 
 
 def train_loop(params, steps, lr, seed, step_fn, desc, progress, after_step=None) -> list[float]:
