@@ -1,7 +1,8 @@
-"""The Gradio web demo of notebook 07: chat about an image with the mini InternVL (CPU) or InternVL2-2B (LMDeploy).
+"""The Gradio web demo of notebooks 07 and 08: chat about an image with the mini InternVL (CPU) or InternVL2-2B (LMDeploy).
 
     python -m course_utils.demo --backend mini                 # the trained mini InternVL, on CPU
     python -m course_utils.demo --backend lmdeploy --model /root/share/new_models/OpenGVLab/InternVL2-2B
+    python -m course_utils.demo --backend mini --model <08's fine-tuned mini model> --photos <its dish photos>
 
 What it does that the seed's demo did not:
 
@@ -21,7 +22,8 @@ import threading
 from pathlib import Path
 
 from . import data, paths
-from .infer import GenConfig, Session
+from .foodieqa import IMAGE_SUFFIXES
+from .infer import BACKENDS, GenConfig, Session, make_engine
 
 MAX_UPLOAD = "5mb"
 EXAMPLES = {
@@ -40,24 +42,39 @@ EXAMPLES = {
 }
 
 
-def quick_pick(backend: str, limit: int = 8) -> list[tuple]:
+def quick_pick(backend: str, limit: int = 8, photos=None) -> list[tuple]:
     """(image, label) pairs for the quick-pick bar.
 
-    The mini model only knows the synthetic shapes world, so it gets shapes; InternVL2 gets FoodieQA photos when
-    the dataset is present (``paths.foodieqa_dir()``), otherwise the course's bundled sample photos.
+    ``photos``: a folder of your own (one sub-folder per dish, as for ``foodieqa build``), labelled by sub-folder.
+    Otherwise the mini model gets the synthetic shapes it knows; InternVL2 gets FoodieQA photos when the dataset is
+    present (``paths.foodieqa_dir()``), else the course's bundled sample photos.
     """
+    if photos is not None:
+        found = _photos(Path(photos), limit)
+        if not found:
+            raise FileNotFoundError(
+                f"{photos}: no photos ({', '.join(IMAGE_SUFFIXES)}) in this folder or below"
+            )
+        return [(str(p), p.parent.name if p.parent != Path(photos) else p.stem) for p in found]
     if backend == "mini":
         items = data.make_shapes(limit, image_size=96, seed=2024)
         return [(it.image, it.caption) for it in items]
     root = paths.foodieqa_dir()
-    photos = (
-        sorted(p for ext in ("jpg", "jpeg", "png") for p in root.rglob(f"*.{ext}"))[:limit]
-        if root.is_dir()
-        else []
-    )
-    if photos:
-        return [(str(p), p.stem) for p in photos]
+    found = _photos(root, limit) if root.is_dir() else []
+    if found:
+        return [(str(p), p.stem) for p in found]
     return [(data.sample_photo(name), name) for name in data.sample_photo_names()[:limit]]
+
+
+def _photos(root: Path, limit: int) -> list[Path]:
+    """Up to ``limit`` photos under ``root``, spread over its sub-folders (one per dish) before taking seconds."""
+    found = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    by_folder: dict[Path, list[Path]] = {}
+    for p in found:
+        by_folder.setdefault(p.parent, []).append(p)
+    spread = [p for rank in range(max(map(len, by_folder.values()), default=0))
+              for group in by_folder.values() if rank < len(group) for p in [group[rank]]]  # fmt: skip
+    return spread[:limit]
 
 
 def gen_config(temperature: float, top_p: float, max_new_tokens: int = 256) -> GenConfig:
@@ -96,12 +113,14 @@ class ChatHandlers:
         return None, []
 
 
-def build_app(engine, backend: str = "mini", *, title: str | None = None, max_new_tokens: int = 256):
-    """The Gradio Blocks app around ``engine`` (an ``infer`` chat engine)."""
+def build_app(
+    engine, backend: str = "mini", *, photos=None, title: str | None = None, max_new_tokens: int = 256
+):
+    """The Gradio Blocks app around ``engine`` (an ``infer`` chat engine); ``photos``: a folder for the quick picks."""
     import gradio as gr
 
     handlers = ChatHandlers(engine, max_new_tokens)
-    picks = quick_pick(backend)
+    picks = quick_pick(backend, photos=photos)
     title = title or ("Mini InternVL (CPU)" if backend == "mini" else "InternVL2-2B with LMDeploy")
 
     def respond(text, image, session, history, temperature, top_p):
@@ -130,7 +149,9 @@ def build_app(engine, backend: str = "mini", *, title: str | None = None, max_ne
                 with gr.Row():
                     send = gr.Button("Send", variant="primary", elem_id="send")
                     new = gr.Button("New chat", elem_id="new-chat")
-                gr.Examples(examples=[[e] for e in EXAMPLES[backend]], inputs=[text])
+                gr.Examples(
+                    examples=[[e] for e in EXAMPLES["lmdeploy" if photos else backend]], inputs=[text]
+                )
                 with gr.Accordion("sampling", open=False):
                     temperature = gr.Slider(0.0, 1.5, value=0.0, step=0.05, label="temperature (0 = greedy)")
                     top_p = gr.Slider(
@@ -159,24 +180,15 @@ def launch(app, *, host: str = "127.0.0.1", port: int = 7860, share: bool = Fals
     )
 
 
-def make_engine(backend: str, model: str | None = None):
-    """The chat engine for ``backend``: "mini" (the trained mini InternVL) or "lmdeploy" (InternVL2-2B on a GPU)."""
-    from . import infer
-
-    if backend == "mini":
-        from .mini import load_mini_internvl
-
-        return infer.TransformersChat(*load_mini_internvl())
-    if backend == "lmdeploy":
-        return infer.LMDeployChat(Path(model) if model else paths.model_dir())
-    raise ValueError(f"unknown backend {backend!r}: use 'mini' or 'lmdeploy'")
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m course_utils.demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", choices=["mini", "lmdeploy"], default="mini")
+    parser.add_argument("--backend", choices=BACKENDS, default="mini")
     parser.add_argument(
-        "--model", help="model directory for --backend lmdeploy (default: MLLM_COURSE_MODEL_DIR)"
+        "--model",
+        help="model folder (lmdeploy default: MLLM_COURSE_MODEL_DIR; mini default: the shapes model)",
+    )
+    parser.add_argument(
+        "--photos", help="a folder of photos for the quick-pick bar (one sub-folder per dish)"
     )
     parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 makes it reachable from other machines")
     parser.add_argument("--port", type=int, default=7860)
@@ -184,7 +196,7 @@ def main(argv: list[str] | None = None) -> None:
         "--share", action="store_true", help="create a public gradio.live link (off by default)"
     )
     args = parser.parse_args(argv)
-    app = build_app(make_engine(args.backend, args.model), args.backend)
+    app = build_app(make_engine(args.backend, args.model), args.backend, photos=args.photos)
     launch(app, host=args.host, port=args.port, share=args.share)
 
 

@@ -18,7 +18,9 @@ from . import env, paths
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 MIN_PYTHON = (3, 10)
-LAB_KERNELS = {"mllm-course-lmdeploy": "envs/lmdeploy.yml", "mllm-course-xtuner": "envs/xtuner.yml"}
+LAB_KERNELS = {
+    "mllm-course-lmdeploy": "envs/lmdeploy.yml"
+}  # notebook 07 runs in it; 08 calls the lab envs' programs
 
 
 @dataclass
@@ -194,6 +196,7 @@ def _kernels() -> set[str]:
 
 
 def check_kernels(kernels: set[str] | None = None, gpu: bool | None = None) -> list[Check]:
+    """The course kernel, and (warned about only on a GPU machine) notebook 07's LMDeploy kernel."""
     kernels = _kernels() if kernels is None else kernels
     gpu = (env.cuda_info() is not None) if gpu is None else gpu
     out = []
@@ -204,11 +207,24 @@ def check_kernels(kernels: set[str] | None = None, gpu: bool | None = None) -> l
                          "make lab  (or: python -m ipykernel install --user --name mllm-course)"))  # fmt: skip
     for name, yml in LAB_KERNELS.items():
         if name in kernels:
-            out.append(Check(OK, "lab environment", name))
+            out.append(Check(OK, "Jupyter kernel", name))
         elif gpu:
-            out.append(
-                Check(WARN, "lab environment", f"{name} not found", f"conda env create -f {yml} (see README)")
-            )
+            out.append(Check(WARN, "Jupyter kernel", f"{name} not registered",
+                             f"create it from {yml} and register it (README, GPU lab environments)"))  # fmt: skip
+    return out
+
+
+def check_lab_envs(gpu: bool | None = None) -> list[Check]:
+    """The two GPU-lab environments (found by ``paths.lab_env``); missing ones are warned about only with a GPU."""
+    gpu = (env.cuda_info() is not None) if gpu is None else gpu
+    out = []
+    for lab in paths.LAB_ENVS:
+        try:
+            out.append(Check(OK, "lab environment", f"{lab}: {paths.lab_env(lab)}"))
+        except FileNotFoundError:
+            if gpu:
+                out.append(Check(WARN, "lab environment", f"{paths.LAB_ENVS[lab]} not found",
+                                 f"conda env create -f envs/{lab}.yml (README), or set MLLM_COURSE_{lab.upper()}_ENV"))  # fmt: skip
     return out
 
 
@@ -230,6 +246,7 @@ def run_checks() -> list[Check]:
     checks.append(check_dir("FoodieQA", paths.foodieqa_dir(), paths.foodieqa_ready(), "MLLM_COURSE_FOODIEQA_DIR", "full track of 08"))  # fmt: skip
     checks.append(check_disk())
     checks += check_kernels()
+    checks += check_lab_envs()
     return checks
 
 

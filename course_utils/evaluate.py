@@ -11,9 +11,17 @@ Two ways to score a 4-choice question, both reported by the notebook:
 
 ``eval_prompt`` is FoodieQA's Chinese evaluation prompt: the question, the choices, and an opening bracket that invites
 the answer (lyan62/FoodieQA).
+
+The same evaluation runs from the command line, so that notebook 08 (course kernel) can evaluate InternVL2-2B inside
+the LMDeploy environment and read the result back as JSON:
+
+    python -m course_utils.evaluate heldout.json IMAGE_ROOT --backend lmdeploy --model MODEL_DIR --out before.json
+    python -m course_utils.evaluate heldout.json IMAGE_ROOT --backend mini --model MINI_DIR --prompt question foodieqa
 """
 
+import argparse
 import re
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -115,3 +123,128 @@ def generated_accuracy(engine, items: list[dict], image_root, *, prompt_fn=None,
             parse_choice(text, item["choices"]) == int(item["answer"])
         )
     return _summary(hits), answers
+
+
+def markdown_table(columns: dict[str, dict[str, float]], first: str = "question type") -> str:
+    """A before/after table: one column per accuracy dict (``{question_type: accuracy, "all": ...}``), one row per type,
+    "all" last; a type missing from a column shows "–"."""
+    kinds = sorted({k for col in columns.values() for k in col if k != "all"}) + ["all"]
+    lines = [f"| {first} | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
+    for kind in kinds:
+        cells = [f"{col[kind]:.0%}" if kind in col else "–" for col in columns.values()]
+        lines.append(f"| {'**all**' if kind == 'all' else kind} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+PROMPTS = {"question": lambda it: it["question"], "foodieqa": eval_prompt}
+
+
+def evaluate_model(
+    engine, items: list[dict], image_root, prompts=("question",), max_new_tokens: int = 32
+) -> dict:
+    """``generated_accuracy`` for each prompt style in ``prompts`` ("question": the bare question, as in training;
+    "foodieqa": ``eval_prompt`` with the choices), greedy. Returns {prompt: {"accuracy": ..., "answers": [...]}}."""
+    from .infer import GenConfig
+
+    out = {}
+    for name in prompts:
+        accuracy, answers = generated_accuracy(engine, items, image_root, prompt_fn=PROMPTS[name],
+                                               gen_config=GenConfig(max_new_tokens=max_new_tokens))  # fmt: skip
+        out[name] = {"accuracy": accuracy, "answers": answers}
+    return out
+
+
+def _check_inputs(args) -> list[dict]:
+    """Everything that can be wrong before a model is loaded (minutes on a GPU): items, photos, model folder, output."""
+    from . import finetune, foodieqa
+
+    items = foodieqa.load_sivqa(args.items)
+    for index, item in enumerate(items):
+        if not (Path(args.image_root) / item["food_meta"]["food_file"]).is_file():
+            raise FileNotFoundError(
+                f"item {index} ({item.get('question_id', '?')}): photo {item['food_meta']['food_file']} "
+                f"not found under {args.image_root}"
+            )
+    if args.model is not None:
+        missing = finetune.missing_files(args.model) if Path(args.model).is_dir() else ["the folder itself"]
+        if missing:
+            raise FileNotFoundError(
+                f"{args.model}: not a complete model folder, missing {', '.join(missing)} "
+                "(after convert_to_official.py, run finetune.finalize)"
+            )
+    if args.out and Path(args.out).exists() and not args.overwrite:
+        raise FileExistsError(f"{args.out} already exists: pass --overwrite to replace it")
+    return items
+
+
+def in_subprocess(items_json, image_root, out, *, model=None, backend: str = "lmdeploy", python=None,
+                  prompts=("question",), max_new_tokens: int = 32) -> dict:  # fmt: skip
+    """Run this module's command line with an environment's ``python`` (default: this kernel's) and return the record
+    it wrote to ``out``: ``{"backend", "model", "items", "n", "results": {prompt: {"accuracy", "answers"}}}``.
+
+    Notebook 08 runs in the course kernel and evaluates InternVL2-2B inside the LMDeploy environment this way
+    (``python=paths.lab_program("lmdeploy")``); the mini track runs the very same command with ``--backend mini``.
+    """
+    import os
+    import shlex
+    import subprocess
+
+    python = Path(python or sys.executable)
+    cmd = [str(python), "-m", "course_utils.evaluate", str(items_json), str(image_root), "--backend", backend,
+           "--prompt", *prompts, "--max-new-tokens", str(max_new_tokens), "--out", str(out), "--overwrite"]  # fmt: skip
+    if model is not None:
+        cmd += ["--model", str(model)]
+    print("$", shlex.join(cmd), flush=True)
+    env = dict(
+        os.environ, PATH=f"{python.parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    )  # its own programs first
+    run = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    print(run.stdout, end="")
+    if run.returncode != 0:
+        tail = "\n".join(run.stderr.strip().splitlines()[-15:])
+        raise RuntimeError(f"the evaluation exited with {run.returncode}:\n{tail}")
+    import json
+
+    return json.loads(Path(out).read_text(encoding="utf-8"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    from . import foodieqa, infer
+
+    parser = argparse.ArgumentParser(prog="python -m course_utils.evaluate",
+                                     description="Multiple-choice accuracy of a model's generated answers on SIVQA items.")  # fmt: skip
+    parser.add_argument("items", help="SIVQA JSON (e.g. the held-out split)")
+    parser.add_argument("image_root", help="folder that the items' food_meta.food_file paths are relative to")
+    parser.add_argument("--backend", choices=infer.BACKENDS, default="mini")
+    parser.add_argument(
+        "--model", help="model folder (lmdeploy default: MLLM_COURSE_MODEL_DIR; mini default: shapes)"
+    )
+    parser.add_argument("--prompt", nargs="+", choices=list(PROMPTS), default=["question"],
+                        help="question: the bare question (training format); foodieqa: FoodieQA's prompt with choices")  # fmt: skip
+    parser.add_argument("--max-new-tokens", type=int, default=32)
+    parser.add_argument("--out", help="write the accuracies and answers to this JSON file")
+    parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    args = parser.parse_args(argv)
+    if args.model is None and args.backend == "lmdeploy":
+        from . import paths
+
+        args.model = str(paths.model_dir())
+    try:
+        items = _check_inputs(args)
+    except (foodieqa.FoodieQAError, FileNotFoundError, FileExistsError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    engine = infer.make_engine(args.backend, args.model)
+    results = evaluate_model(engine, items, args.image_root, args.prompt, args.max_new_tokens)
+    for name, result in results.items():
+        shown = ", ".join(f"{k} {v:.0%}" for k, v in result["accuracy"].items())
+        print(f"{args.backend} · {args.model or 'default model'} · prompt '{name}': {shown}")
+    if args.out:
+        record = {"backend": args.backend, "model": str(args.model or ""), "items": str(args.items),
+                  "n": len(items), "results": results}  # fmt: skip
+        foodieqa.write_json(record, args.out, overwrite=args.overwrite)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -10,12 +10,13 @@ peft on the mini InternVL, with two additions the small model needs (LAB_NOTES, 
   the answer format but names the same dish every time.
 """
 
+import warnings
 from pathlib import Path
 
 import torch
 from PIL import Image
 
-from . import data, foodieqa
+from . import data, foodieqa, paths
 
 LM_LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 TARGET_MODULES = (
@@ -49,7 +50,9 @@ def add_lora(model, token_ids: list[int], *, r: int = 16, alpha: int = 32):
         r=r, lora_alpha=alpha, lora_dropout=0.0, target_modules=TARGET_MODULES,
         trainable_token_indices={"embed_tokens": list(token_ids)},
     )  # fmt: skip
-    return get_peft_model(model, config)
+    with warnings.catch_warnings():  # peft 0.21 calls a transformers 5 method deprecated for v6
+        warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated", FutureWarning)
+        return get_peft_model(model, config)
 
 
 class FoodRows:
@@ -87,8 +90,11 @@ class FoodRows:
 
 
 def lora_finetune(model, rows: FoodRows, *, steps: int = 800, lr: float = 3e-3, batch_size: int = 16,
-                  seed: int = 0, progress: bool = True) -> list[float]:  # fmt: skip
-    """Train the LoRA-wrapped ``model`` on ``rows``; returns the losses. The model is left in eval mode."""
+                  seed: int = 0, progress: bool = True, log: list | None = None) -> list[float]:  # fmt: skip
+    """Train the LoRA-wrapped ``model`` on ``rows``; returns the losses. The model is left in eval mode.
+
+    ``log``: a list that receives ``{"iter", "loss", "lr"}`` per step, as ``read_log`` returns XTuner's (``plot_log``).
+    """
     from .mini.sft import train_loop
 
     model.train()
@@ -98,7 +104,7 @@ def lora_finetune(model, rows: FoodRows, *, steps: int = 800, lr: float = 3e-3, 
         return model(**rows.batch(idx)).loss
 
     params = [p for p in model.parameters() if p.requires_grad]
-    losses = train_loop(params, steps, lr, seed, step, "LoRA", progress)
+    losses = train_loop(params, steps, lr, seed, step, "LoRA", progress, log=log)
     model.eval()
     return losses
 
@@ -106,26 +112,39 @@ def lora_finetune(model, rows: FoodRows, *, steps: int = 800, lr: float = 3e-3, 
 # --------------------------------------------------------------------------------------------------------------
 # Full track (XTuner on a GPU): commands, logs, and finishing the converted model folder.
 # --------------------------------------------------------------------------------------------------------------
-CONFIG = "configs/xtuner/internvl_v2_internlm2_2b_lora_finetune_food.py"
+CONFIG_NAME = "configs/xtuner/internvl_v2_internlm2_2b_lora_finetune_food.py"
+# absolute in a checkout, so that notebooks (which run in notebooks/) and terminals find it alike
+CONFIG = str((paths.repo_root() or Path()) / CONFIG_NAME)
 # what `from_pretrained(..., trust_remote_code=True)` needs besides the weights; convert_to_official.py
 # writes weights, config and tokenizer but not the model's own code (FACTS)
 MODEL_CODE_GLOBS = ("*.py", "*.tiktoken", "preprocessor_config.json", "generation_config.json")
 
 
-def train_command(
-    config: str = CONFIG, work_dir: str = "work_dirs/food_lora", *, deepspeed: str | None = "deepspeed_zero2"
-):
-    """The ``xtuner train`` command line (a list, for ``subprocess.run``)."""
-    cmd = ["xtuner", "train", str(config), "--work-dir", str(work_dir)]
+def train_command(config=CONFIG, work_dir="work_dirs/food_lora", *, deepspeed: str | None = "deepspeed_zero2",
+                  xtuner="xtuner") -> list[str]:  # fmt: skip
+    """The ``xtuner train`` command line (a list, for ``subprocess``); ``xtuner``: the program, e.g.
+    ``paths.lab_program("xtuner", "xtuner")`` to run it from the course kernel."""
+    cmd = [str(xtuner), "train", str(config), "--work-dir", str(work_dir)]
     return cmd + (["--deepspeed", deepspeed] if deepspeed else [])
 
 
-def convert_command(config: str, checkpoint, out_dir, xtuner_dir=None):
-    """XTuner's InternVL ``convert_to_official.py`` command: merge the LoRA checkpoint into a HF model folder."""
-    from . import paths
+# xtuner 0.2.0 installs its configs as a package, converter included: no XTuner checkout needed (the seed ran
+# /root/xtuner/xtuner/configs/internvl/v1_5/convert_to_official.py from a 0.1.x checkout)
+CONVERTER = "xtuner.configs.internvl.v1_5.convert_to_official"
 
-    script = Path(xtuner_dir or paths.xtuner_dir()) / "xtuner/configs/internvl/v1_5/convert_to_official.py"
-    return ["python", str(script), str(config), str(checkpoint), str(out_dir)]
+
+def convert_command(config, checkpoint, out_dir, *, python="python") -> list[str]:
+    """XTuner's InternVL converter: merge the LoRA checkpoint into a Hugging Face folder; ``python``: the xtuner
+    environment's interpreter (``paths.lab_program("xtuner")``)."""
+    return [str(python), "-m", CONVERTER, str(config), str(checkpoint), str(out_dir)]
+
+
+def last_checkpoint(work_dir) -> Path | None:
+    """The newest ``iter_N.pth`` in ``work_dir`` (a file, or a folder when trained with DeepSpeed), or None."""
+    found = [
+        (int(p.stem.split("_")[1]), p) for p in Path(work_dir).glob("iter_*.pth") if p.stem[5:].isdigit()
+    ]
+    return max(found)[1] if found else None
 
 
 def read_log(work_dir) -> list[dict]:
@@ -144,6 +163,30 @@ def read_log(work_dir) -> list[dict]:
             if "loss" in record:
                 records.append(record)
     return records
+
+
+def plot_log(records: list[dict], title: str = "", smooth: int = 1):
+    """Loss (left, log scale, moving average over ``smooth`` records) and learning rate (right) per iteration, from
+    ``read_log`` (XTuner) or ``lora_finetune(log=...)`` (mini track). Returns the figure."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    if not records:
+        raise ValueError("no training records to plot (has the run logged anything yet?)")
+    iters = np.array([r["iter"] for r in records])
+    loss = np.array([r["loss"] for r in records], dtype=float)
+    k = max(1, min(smooth, len(loss)))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 2.8))
+    left.plot(iters[k - 1 :], np.convolve(loss, np.ones(k) / k, mode="valid"))
+    left.set(yscale="log", xlabel="iteration", ylabel="loss" + (f" (mean of {k})" if k > 1 else ""))
+    if all("lr" in r for r in records):
+        right.plot(iters, [r["lr"] for r in records], color="tab:orange")
+    right.set(xlabel="iteration", ylabel="learning rate")
+    right.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
 
 
 def finalize(base_model_dir, converted_dir) -> list[str]:

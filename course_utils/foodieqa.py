@@ -101,6 +101,23 @@ def load_sivqa(path) -> list[dict]:
     return [validate_item(item, i) for i, item in enumerate(items)]
 
 
+def find_sivqa(root) -> Path:
+    """FoodieQA's single-image VQA file under ``root`` (``sivqa_tidy.json`` in lyan62/FoodieQA), not a converted
+    ``*_llava.json``; its folder is the one ``food_meta.food_file`` paths are relative to."""
+    root = Path(root)
+    found = (
+        sorted(p for p in root.glob("**/sivqa*.json") if not p.stem.endswith("_llava"))
+        if root.is_dir()
+        else []
+    )
+    if not found:
+        raise FoodieQAError(
+            f"{root}: no sivqa*.json (FoodieQA's SIVQA file, e.g. sivqa_tidy.json) — accept the dataset's terms on "
+            "Hugging Face (lyan62/FoodieQA), put it there or point MLLM_COURSE_FOODIEQA_DIR at it"
+        )
+    return min(found, key=lambda p: (p.name != "sivqa_tidy.json", len(p.parts), str(p)))
+
+
 def answer_text(item: dict) -> str:
     """The correct choice."""
     return item["choices"][int(item["answer"])]

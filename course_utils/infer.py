@@ -271,3 +271,20 @@ class LMDeployChat:
         query = text if image is None else (text, image)
         for out in self.pipe.stream_infer([query], gen_config=lmdeploy_gen_config(gen_config or GenConfig())):
             yield out.text
+
+
+BACKENDS = ("mini", "lmdeploy")
+
+
+def make_engine(backend: str, model=None):
+    """A chat engine: "mini" (the mini InternVL on CPU, or a mini model saved in folder ``model``, e.g. notebook 08's
+    fine-tuned one) or "lmdeploy" (InternVL2-2B, or the model folder ``model``, on a GPU)."""
+    if backend == "mini":
+        from .mini import load, load_mini_internvl
+
+        return TransformersChat(*(load("internvl", model) if model else load_mini_internvl()))
+    if backend == "lmdeploy":
+        from . import paths
+
+        return LMDeployChat(model or paths.model_dir())
+    raise ValueError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")

@@ -7,27 +7,33 @@ teacher can point the course somewhere else without editing code). Defaults are 
 |---------------------|-------------------------------|--------------------------------------------------|
 | ``model_dir()``     | ``MLLM_COURSE_MODEL_DIR``     | ``/root/share/new_models/OpenGVLab/InternVL2-2B`` |
 | ``foodieqa_dir()``  | ``MLLM_COURSE_FOODIEQA_DIR``  | ``/root/share/datasets/FoodieQA``                 |
-| ``xtuner_dir()``    | ``MLLM_COURSE_XTUNER_DIR``    | ``/root/xtuner``                                  |
 | ``cache_dir()``     | ``MLLM_COURSE_CACHE``         | ``~/.cache/mllm-course``                          |
 | ``work_dir()``      | ``MLLM_COURSE_WORK_DIR``      | ``<cache_dir>/work``                              |
+
+The GPU labs also use two conda environments of their own (``envs/lmdeploy.yml``, ``envs/xtuner.yml``): notebook 08
+runs in the course kernel and calls their programs (``xtuner train``, the converter, the LMDeploy evaluation) by
+absolute path. ``lab_env("xtuner")`` finds the environment named ``mllm-course-xtuner`` through ``conda env list``,
+or the folder (or name) in ``MLLM_COURSE_XTUNER_ENV``; likewise ``lab_env("lmdeploy")`` with
+``MLLM_COURSE_LMDEPLOY_ENV``.
 
 Introduced in notebook 00.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 DEFAULT_MODEL_DIR = "/root/share/new_models/OpenGVLab/InternVL2-2B"
 DEFAULT_FOODIEQA_DIR = "/root/share/datasets/FoodieQA"
-DEFAULT_XTUNER_DIR = "/root/xtuner"
 DEFAULT_CACHE_DIR = "~/.cache/mllm-course"
 
 ENV_VARS = {
     "model_dir": "MLLM_COURSE_MODEL_DIR",
     "foodieqa_dir": "MLLM_COURSE_FOODIEQA_DIR",
-    "xtuner_dir": "MLLM_COURSE_XTUNER_DIR",
     "cache_dir": "MLLM_COURSE_CACHE",
     "work_dir": "MLLM_COURSE_WORK_DIR",
 }
@@ -46,11 +52,6 @@ def model_dir() -> Path:
 def foodieqa_dir() -> Path:
     """Folder of the FoodieQA dataset (gated, evaluation-only licence; never shipped with the course)."""
     return _from_env(ENV_VARS["foodieqa_dir"], DEFAULT_FOODIEQA_DIR)
-
-
-def xtuner_dir() -> Path:
-    """A checkout of XTuner (InternStudio keeps one at /root/xtuner); only the full track of 08 uses it."""
-    return _from_env(ENV_VARS["xtuner_dir"], DEFAULT_XTUNER_DIR)
 
 
 def cache_dir() -> Path:
@@ -93,6 +94,54 @@ def foodieqa_ready(path: Path | None = None) -> bool:
     return path.is_dir() and any(path.glob("**/sivqa*.json"))
 
 
+LAB_ENVS = {"lmdeploy": "mllm-course-lmdeploy", "xtuner": "mllm-course-xtuner"}
+
+
+def _conda_envs() -> list[Path]:
+    """Prefixes of the conda environments on this machine ([] without conda)."""
+    conda = os.environ.get("CONDA_EXE") or shutil.which("conda")
+    if not conda:
+        return []
+    try:
+        out = subprocess.run(
+            [conda, "env", "list", "--json"], capture_output=True, text=True, timeout=60, check=True
+        )
+        return [Path(p) for p in json.loads(out.stdout).get("envs", [])]
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return []
+
+
+def lab_env(lab: str) -> Path:
+    """The folder (prefix) of a GPU lab's environment: ``lab`` is "lmdeploy" or "xtuner".
+
+    ``MLLM_COURSE_<LAB>_ENV`` may hold the folder itself or an environment name; otherwise the conda environment named
+    ``mllm-course-<lab>`` (the name in ``envs/<lab>.yml``) is looked up. Raises FileNotFoundError with what to do.
+    """
+    if lab not in LAB_ENVS:
+        raise ValueError(f"unknown lab {lab!r}: use one of {sorted(LAB_ENVS)}")
+    var = f"MLLM_COURSE_{lab.upper()}_ENV"
+    value = os.environ.get(var, "").strip() or LAB_ENVS[lab]
+    folder = Path(value).expanduser()
+    if not folder.is_dir():
+        folder = next((p for p in _conda_envs() if p.name == value), None)
+    if folder is None or not (folder / "bin" / "python").exists():
+        raise FileNotFoundError(
+            f"no '{value}' environment with a bin/python found: create it with `conda env create -f envs/{lab}.yml` "
+            f"(README, GPU labs) or set {var} to its folder"
+        )
+    return folder
+
+
+def lab_program(lab: str, program: str = "python") -> Path:
+    """The absolute path of ``program`` (python, xtuner, lmdeploy, ...) inside the ``lab`` environment."""
+    path = lab_env(lab) / "bin" / program
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path}: not installed in the {lab} environment (envs/{lab}.yml installs it)"
+        )
+    return path
+
+
 def describe() -> dict[str, str]:
     """Each path with where it came from, for reports (notebook 00, the doctor)."""
     out = {}
@@ -100,4 +149,9 @@ def describe() -> dict[str, str]:
         value = globals()[name]()
         source = f"${var}" if os.environ.get(var, "").strip() else "default"
         out[name] = f"{value}  ({source})"
+    for lab in LAB_ENVS:
+        try:
+            out[f"{lab}_env"] = str(lab_env(lab))
+        except FileNotFoundError:
+            out[f"{lab}_env"] = "not found (the full track of 07 and 08 needs it)"
     return out

@@ -5,7 +5,7 @@ import os
 import pytest
 
 COURSE_VARS = ("COURSE_TRACK", "COURSE_THREADS", "CI", "MLLM_COURSE_MODEL_DIR", "MLLM_COURSE_FOODIEQA_DIR",
-               "MLLM_COURSE_XTUNER_DIR", "MLLM_COURSE_CACHE", "MLLM_COURSE_WORK_DIR")  # fmt: skip
+               "MLLM_COURSE_XTUNER_ENV", "MLLM_COURSE_LMDEPLOY_ENV", "MLLM_COURSE_CACHE", "MLLM_COURSE_WORK_DIR")  # fmt: skip
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

@@ -4,6 +4,7 @@ gradio_client (10 concurrent sessions × 5 turns) and a headless Chromium driven
 import shutil
 import socket
 import threading
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -72,6 +73,18 @@ def test_quick_pick_uses_shapes_for_mini_and_foodieqa_photos_when_present(clean_
         Image.new("RGB", (4, 4)).save(root / f"{name}.jpg")
     monkeypatch.setenv("MLLM_COURSE_FOODIEQA_DIR", str(clean_env / "foodie"))
     assert [label for _, label in demo.quick_pick("lmdeploy")] == ["a_dish", "b_dish"]
+
+
+def test_quick_pick_from_your_own_photo_folder_spreads_over_dishes(tmp_path):
+    for dish, n in (("dumplings", 3), ("noodles", 2), ("tofu", 1)):
+        (tmp_path / dish).mkdir()
+        for k in range(n):
+            Image.new("RGB", (4, 4)).save(tmp_path / dish / f"{k}.png")
+    picks = demo.quick_pick("mini", limit=4, photos=tmp_path)
+    assert [label for _, label in picks] == ["dumplings", "noodles", "tofu", "dumplings"]
+    assert all(Path(path).is_file() for path, _ in picks)
+    with pytest.raises(FileNotFoundError, match="no photos"):
+        demo.quick_pick("mini", photos=tmp_path / "tofu" / "empty")
 
 
 def test_cli_refuses_an_unknown_backend():

@@ -65,9 +65,24 @@ def test_disk_thresholds(monkeypatch, tmp_path):
 
 def test_lab_kernels_only_warn_with_a_gpu():
     assert [c.status for c in doctor.check_kernels(set(), gpu=False)] == ["WARN"]
-    with_gpu = doctor.check_kernels({"mllm-course", "mllm-course-lmdeploy"}, gpu=True)
-    assert [c.status for c in with_gpu] == ["OK", "OK", "WARN"]
-    assert "envs/xtuner.yml" in with_gpu[-1].fix
+    assert [c.status for c in doctor.check_kernels({"mllm-course", "mllm-course-lmdeploy"}, gpu=True)] == [
+        "OK",
+        "OK",
+    ]
+    with_gpu = doctor.check_kernels({"mllm-course"}, gpu=True)
+    assert [c.status for c in with_gpu] == ["OK", "WARN"] and "envs/lmdeploy.yml" in with_gpu[-1].fix
+
+
+def test_lab_environments_only_warn_with_a_gpu(clean_env, monkeypatch, tmp_path):
+    monkeypatch.setenv("CONDA_EXE", str(tmp_path / "no-conda"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert doctor.check_lab_envs(gpu=False) == []
+    missing = doctor.check_lab_envs(gpu=True)
+    assert [c.status for c in missing] == ["WARN", "WARN"] and "envs/xtuner.yml" in missing[-1].fix
+    (tmp_path / "xt" / "bin").mkdir(parents=True)
+    (tmp_path / "xt" / "bin" / "python").symlink_to(sys.executable)
+    monkeypatch.setenv("MLLM_COURSE_XTUNER_ENV", str(tmp_path / "xt"))
+    assert [c.status for c in doctor.check_lab_envs(gpu=True)] == ["WARN", "OK"]
 
 
 def test_cli_exits_zero_on_a_cpu_machine(clean_env):

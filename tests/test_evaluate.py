@@ -1,6 +1,10 @@
 """Multiple-choice scoring: the answer parser on tricky outputs, log-likelihoods checked against the model's own
 loss, and evaluation end to end with a mini model on mini-food."""
 
+import json
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -74,3 +78,71 @@ def test_accuracies_end_to_end(tiny, tmp_path):
     assert len(answers) == 3 and 0 <= gen["all"] <= 1
     with pytest.raises(FileNotFoundError, match="image_root"):
         evaluate.loglik_accuracy(model, processor, items, tmp_path / "elsewhere")
+
+
+# ---- the command line, as notebook 08 runs it inside the LMDeploy environment ------------------------------------
+@pytest.fixture
+def saved(tiny, tmp_path):
+    """The tiny model saved as a folder, and 6 mini-food items written as a SIVQA file with their photos."""
+    from course_utils import foodieqa
+    from course_utils.mini import save_atomic
+
+    save_atomic(*tiny, tmp_path / "model")
+    items = minifood.make_minifood(tmp_path / "photos", dishes=4, photos_per_dish=1)[:6]
+    return tmp_path / "model", foodieqa.write_json(items, tmp_path / "items.json"), tmp_path / "photos", items
+
+
+def test_cli_in_a_subprocess_gives_what_the_functions_give(tiny, saved, tmp_path):
+    model_dir, items_json, root, items = saved
+    out = tmp_path / "result.json"
+    cmd = [sys.executable, "-m", "course_utils.evaluate", str(items_json), str(root), "--backend", "mini",
+           "--model", str(model_dir), "--prompt", "question", "foodieqa", "--max-new-tokens", "4", "--out", str(out)]  # fmt: skip
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "prompt 'foodieqa'" in run.stdout
+    record = json.loads(out.read_text(encoding="utf-8"))
+    assert record["n"] == len(items) and record["backend"] == "mini"
+    expected = evaluate.evaluate_model(
+        infer.TransformersChat(*tiny), items, root, ("question", "foodieqa"), 4
+    )
+    assert record["results"] == json.loads(json.dumps(expected))
+
+
+@pytest.mark.parametrize("problem", ["photo", "model", "out", "json"])
+def test_cli_bad_input_is_one_line_and_writes_nothing(saved, tmp_path, capsys, problem):
+    model_dir, items_json, root, items = saved
+    out = tmp_path / "result.json"
+    if problem == "photo":
+        (root / items[2]["food_meta"]["food_file"]).unlink()
+        expected = f"item 2 ({items[2]['question_id']}): photo"
+    elif problem == "model":
+        (model_dir / "config.json").unlink()
+        expected = "missing config.json"
+    elif problem == "out":
+        out.write_text("keep me")
+        expected = "already exists"
+    else:
+        items_json.write_text("[{", encoding="utf-8")
+        expected = "not valid JSON"
+    argv = [str(items_json), str(root), "--model", str(model_dir), "--out", str(out)]
+    assert evaluate.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and expected in err and "\n" not in err, err
+    assert (out.read_text() == "keep me") if problem == "out" else not out.exists()
+
+
+def test_in_subprocess_returns_the_record_and_reports_failures(saved, tmp_path, capsys):
+    model_dir, items_json, root, items = saved
+    record = evaluate.in_subprocess(items_json, root, tmp_path / "r.json", model=model_dir, backend="mini",
+                                    max_new_tokens=4)  # fmt: skip
+    assert record["n"] == len(items) and set(record["results"]) == {"question"}
+    assert "$ " in capsys.readouterr().out
+    with pytest.raises(RuntimeError, match="exited with 2:\nerror: .*missing config.json"):
+        evaluate.in_subprocess(items_json, root, tmp_path / "r2.json", model=tmp_path, backend="mini")
+
+
+def test_markdown_table_rows_are_types_and_all_comes_last():
+    table = evaluate.markdown_table({"before": {"food_name": 0.25, "all": 0.25},
+                                     "after": {"food_name": 1.0, "food_type": 0.5, "all": 0.8}})  # fmt: skip
+    assert table.splitlines() == ["| question type | before | after |", "|---|---:|---:|",
+                                  "| food_name | 25% | 100% |", "| food_type | – | 50% |", "| **all** | 25% | 80% |"]  # fmt: skip

@@ -1,5 +1,7 @@
 """The mini track's LoRA fine-tune: the new words, the seed's answer format, what trains, merge and reload."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -67,9 +69,20 @@ def test_commands():
     assert finetune.train_command(work_dir="w") == ["xtuner", "train", finetune.CONFIG, "--work-dir", "w",
                                                     "--deepspeed", "deepspeed_zero2"]  # fmt: skip
     assert "--deepspeed" not in finetune.train_command(deepspeed=None)
-    cmd = finetune.convert_command("cfg.py", "w/iter_640.pth", "out", xtuner_dir="/root/xtuner")
-    assert cmd == ["python", "/root/xtuner/xtuner/configs/internvl/v1_5/convert_to_official.py", "cfg.py",
+    assert finetune.train_command(xtuner=Path("/envs/xt/bin/xtuner"))[:2] == ["/envs/xt/bin/xtuner", "train"]
+    cmd = finetune.convert_command("cfg.py", "w/iter_640.pth", "out", python=Path("/envs/xt/bin/python"))
+    assert cmd == ["/envs/xt/bin/python", "-m", "xtuner.configs.internvl.v1_5.convert_to_official", "cfg.py",
                    "w/iter_640.pth", "out"]  # fmt: skip
+
+
+def test_last_checkpoint_is_the_highest_iteration_file_or_folder(tmp_path):
+    assert finetune.last_checkpoint(tmp_path) is None
+    (tmp_path / "iter_64.pth").write_bytes(b"")
+    (tmp_path / "iter_640.pth").mkdir()  # DeepSpeed writes a folder
+    (tmp_path / "iter_128.pth").write_bytes(b"")
+    (tmp_path / "iter_x.pth").write_bytes(b"")
+    (tmp_path / "last_checkpoint").write_text("iter_640.pth")
+    assert finetune.last_checkpoint(tmp_path) == tmp_path / "iter_640.pth"
 
 
 def test_read_log_reads_mmengine_scalars(tmp_path):
@@ -115,7 +128,7 @@ def test_xtuner_config_has_the_seeds_settings():
     import ast
     from pathlib import Path
 
-    source = (Path(__file__).parents[1] / finetune.CONFIG).read_text(encoding="utf-8")
+    source = (Path(__file__).parents[1] / finetune.CONFIG_NAME).read_text(encoding="utf-8")
     values = {}
     for node in ast.parse(source).body:
         if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):

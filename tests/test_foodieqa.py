@@ -135,3 +135,17 @@ def test_build_your_own_from_a_photo_folder(tmp_path):
     assert converted[0]["conversations"][1]["value"].endswith("，图中的菜是" + items[0]["food_name"])
     with pytest.raises(foodieqa.FoodieQAError, match="need at least 4"):
         foodieqa.build_from_folder(root / "锅包肉")
+
+
+def test_find_sivqa_prefers_the_original_file_over_converted_ones(tmp_path):
+    with pytest.raises(foodieqa.FoodieQAError, match="lyan62/FoodieQA"):
+        foodieqa.find_sivqa(tmp_path)
+    (tmp_path / "sivqa_llava.json").write_text("[]")  # the seed's converted file: not SIVQA
+    with pytest.raises(foodieqa.FoodieQAError, match="no sivqa"):
+        foodieqa.find_sivqa(tmp_path)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "sivqa_tidy.json").write_text("[]")
+    (tmp_path / "sivqa_mine.json").write_text("[]")
+    assert foodieqa.find_sivqa(tmp_path) == tmp_path / "sub" / "sivqa_tidy.json"
+    (tmp_path / "sivqa_tidy.json").write_text("[]")
+    assert foodieqa.find_sivqa(tmp_path) == tmp_path / "sivqa_tidy.json"

@@ -1,4 +1,8 @@
+import json
+import sys
 from pathlib import Path
+
+import pytest
 
 from course_utils import paths
 
@@ -8,7 +12,6 @@ def test_defaults_are_internstudio_layout(clean_env, monkeypatch):
         monkeypatch.delenv(var, raising=False)
     assert paths.model_dir() == Path("/root/share/new_models/OpenGVLab/InternVL2-2B")
     assert paths.foodieqa_dir() == Path("/root/share/datasets/FoodieQA")
-    assert paths.xtuner_dir() == Path("/root/xtuner")
     assert paths.cache_dir() == Path("~/.cache/mllm-course").expanduser()
     assert paths.work_dir() == paths.cache_dir() / "work"
 
@@ -16,12 +19,10 @@ def test_defaults_are_internstudio_layout(clean_env, monkeypatch):
 def test_env_vars_override_at_call_time(clean_env, monkeypatch, tmp_path):
     monkeypatch.setenv("MLLM_COURSE_MODEL_DIR", str(tmp_path / "m"))
     monkeypatch.setenv("MLLM_COURSE_FOODIEQA_DIR", str(tmp_path / "f"))
-    monkeypatch.setenv("MLLM_COURSE_XTUNER_DIR", str(tmp_path / "x"))
     monkeypatch.setenv("MLLM_COURSE_CACHE", "~/elsewhere")
     monkeypatch.setenv("MLLM_COURSE_WORK_DIR", str(tmp_path / "w"))
     assert paths.model_dir() == tmp_path / "m"
     assert paths.foodieqa_dir() == tmp_path / "f"
-    assert paths.xtuner_dir() == tmp_path / "x"
     assert paths.cache_dir() == Path.home() / "elsewhere"  # ~ is expanded
     assert paths.work_dir() == tmp_path / "w"
     described = paths.describe()
@@ -29,8 +30,8 @@ def test_env_vars_override_at_call_time(clean_env, monkeypatch, tmp_path):
 
 
 def test_blank_override_means_default(clean_env, monkeypatch):
-    monkeypatch.setenv("MLLM_COURSE_XTUNER_DIR", "   ")
-    assert paths.xtuner_dir() == Path("/root/xtuner")
+    monkeypatch.setenv("MLLM_COURSE_FOODIEQA_DIR", "   ")
+    assert paths.foodieqa_dir() == Path("/root/share/datasets/FoodieQA")
 
 
 def test_readiness_checks(clean_env, tmp_path, monkeypatch):
@@ -51,3 +52,46 @@ def test_repo_folders_found_in_checkout():
     assert root is not None and (root / "pyproject.toml").is_file()
     assert paths.notebooks_dir() == root / "notebooks"
     assert paths.images_dir() == root / "images"
+
+
+def _fake_env(folder: Path, programs=("python",)) -> Path:
+    (folder / "bin").mkdir(parents=True)
+    for name in programs:
+        (folder / "bin" / name).symlink_to(sys.executable)
+    return folder
+
+
+def test_lab_env_from_variable_folder(clean_env, monkeypatch, tmp_path):
+    env = _fake_env(tmp_path / "envs" / "xt", ("python", "xtuner"))
+    monkeypatch.setenv("MLLM_COURSE_XTUNER_ENV", str(env))
+    assert paths.lab_env("xtuner") == env
+    assert paths.lab_program("xtuner", "xtuner") == env / "bin" / "xtuner"
+    with pytest.raises(FileNotFoundError, match="lmdeploy.*not installed in the xtuner environment"):
+        paths.lab_program("xtuner", "lmdeploy")
+
+
+def test_lab_env_found_by_name_through_conda(clean_env, monkeypatch, tmp_path):
+    env = _fake_env(tmp_path / "conda" / "envs" / "mllm-course-lmdeploy")
+    other = _fake_env(tmp_path / "conda" / "envs" / "other")
+    conda = tmp_path / "conda" / "bin" / "conda"
+    conda.parent.mkdir(parents=True)
+    listing = json.dumps({"envs": [str(tmp_path / "conda"), str(other), str(env)]})
+    conda.write_text(f"#!/bin/sh\necho '{listing}'\n")
+    conda.chmod(0o755)
+    monkeypatch.setenv("CONDA_EXE", str(conda))
+    assert paths.lab_env("lmdeploy") == env
+    monkeypatch.setenv("MLLM_COURSE_LMDEPLOY_ENV", "other")  # a name instead of a folder
+    assert paths.lab_env("lmdeploy") == other
+    assert paths.describe()["lmdeploy_env"] == str(other)
+
+
+def test_missing_lab_env_says_how_to_create_it(clean_env, monkeypatch, tmp_path):
+    monkeypatch.setenv("CONDA_EXE", str(tmp_path / "no-conda"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(
+        FileNotFoundError, match=r"conda env create -f envs/xtuner.yml.*MLLM_COURSE_XTUNER_ENV"
+    ):
+        paths.lab_env("xtuner")
+    assert paths.describe()["xtuner_env"].startswith("not found")
+    with pytest.raises(ValueError, match="unknown lab"):
+        paths.lab_env("vllm")

@@ -114,10 +114,11 @@ def pad_right(rows: list[list[int]], labels: list[list[int]], pad: int) -> dict[
     }
 
 
-def train_loop(params, steps, lr, seed, step_fn, desc, progress, after_step=None) -> list[float]:
+def train_loop(params, steps, lr, seed, step_fn, desc, progress, after_step=None, log=None) -> list[float]:
     """AdamW with 5 % warm-up and cosine decay; ``params`` may be parameter groups with an ``lr_scale``.
 
-    ``after_step(n)`` (optional) is called after step n = 1, 2, …
+    ``after_step(n)`` (optional) is called after step n = 1, 2, …; ``log`` (a list, optional) receives one record per
+    step, ``{"iter", "loss", "lr"}``, the shape of mmengine's training log (``finetune.read_log``).
     """
     from tqdm.auto import tqdm
 
@@ -135,9 +136,12 @@ def train_loop(params, steps, lr, seed, step_fn, desc, progress, after_step=None
         loss = step_fn(g)
         opt.zero_grad()
         loss.backward()
+        lr_now = opt.param_groups[0]["lr"]
         opt.step()
         sched.step()
         losses.append(loss.item())
+        if log is not None:
+            log.append({"iter": n, "loss": losses[-1], "lr": lr_now})
         if after_step is not None:
             after_step(n)
     return losses

@@ -48,7 +48,29 @@ def main() -> None:
         missing = [a for a in args if a not in sig.parameters]
         assert not missing, f"{pipeline_cls.__name__}.{method} lacks {missing}: {sig}"
     _check_demo()
+    _check_evaluate()
     print("lmdeploy full-stack check: OK")
+
+
+def _check_evaluate() -> None:
+    """Notebook 08 runs `python -m course_utils.evaluate --backend lmdeploy` in this environment: the module imports
+    here, and its input checks answer with one line and exit 2 before any model is loaded."""
+    import subprocess
+    import sys
+    import tempfile
+
+    from course_utils import evaluate, foodieqa, minifood
+
+    assert "lmdeploy" in infer.BACKENDS
+    help_ = subprocess.run(
+        [sys.executable, "-m", "course_utils.evaluate", "--help"], capture_output=True, text=True
+    )
+    assert help_.returncode == 0 and "--backend" in help_.stdout, help_.stderr
+    with tempfile.TemporaryDirectory() as tmp:
+        items = minifood.make_minifood(f"{tmp}/photos", dishes=4, photos_per_dish=1)
+        foodieqa.write_json(items, f"{tmp}/items.json")
+        argv = [f"{tmp}/items.json", f"{tmp}/photos", "--backend", "lmdeploy", "--model", f"{tmp}/no-model"]
+        assert evaluate.main(argv) == 2
 
 
 def _check_demo() -> None:

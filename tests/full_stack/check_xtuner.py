@@ -43,7 +43,22 @@ def main() -> None:
         assert cfg.train_dataloader.dataset.data_paths == "/data/mine.json"
     finally:
         mine.unlink()
+    _check_commands()
     print("xtuner full-stack check: OK")
+
+
+def _check_commands() -> None:
+    """The programs notebook 08 runs in this environment exist: `xtuner` and the converter module (no checkout)."""
+    import subprocess
+    import sys
+
+    from course_utils import finetune
+
+    xtuner = Path(sys.executable).parent / "xtuner"
+    assert xtuner.is_file(), xtuner
+    cmd = finetune.convert_command("cfg.py", "iter_1.pth", "out", python=sys.executable)
+    run = subprocess.run(cmd[:3] + ["--help"], capture_output=True, text=True)
+    assert run.returncode == 0 and "trained_model_pth" in run.stdout, run.stderr[-2000:]
 
 
 if __name__ == "__main__":
