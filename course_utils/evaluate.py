@@ -166,7 +166,9 @@ def _check_inputs(args) -> list[dict]:
                 f"not found under {args.image_root}"
             )
     if args.model is not None:
-        missing = finetune.missing_files(args.model) if Path(args.model).is_dir() else ["the folder itself"]
+        if not Path(args.model).is_dir():
+            raise FileNotFoundError(f"{args.model}: no such model folder")
+        missing = finetune.missing_files(args.model)
         if missing:
             raise FileNotFoundError(
                 f"{args.model}: not a complete model folder, missing {', '.join(missing)} "

@@ -266,7 +266,9 @@ class LMDeployChat:
         return self.pipe(queries, gen_config=lmdeploy_gen_config(gen_config or GenConfig()))
 
     def stream(self, prompt, gen_config: GenConfig | None = None) -> Iterator[str]:
-        """Yield the answer piece by piece (single turn)."""
+        """Yield the answer piece by piece (single turn). In lmdeploy 0.18 each Response that ``stream_infer`` yields
+        carries only the new text (``Pipeline.chat`` joins them with ``Response.extend``; checked by
+        ``make test-full-stack``)."""
         text, image = split_prompt(prompt)
         query = text if image is None else (text, image)
         for out in self.pipe.stream_infer([query], gen_config=lmdeploy_gen_config(gen_config or GenConfig())):

@@ -47,6 +47,14 @@ def main() -> None:
         sig = inspect.signature(getattr(pipeline_cls, method))
         missing = [a for a in args if a not in sig.parameters]
         assert not missing, f"{pipeline_cls.__name__}.{method} lacks {missing}: {sig}"
+    # LMDeployChat.stream yields each streamed Response's text as a new piece: in 0.18 stream_infer's Responses are
+    # deltas, which Pipeline.chat itself joins with Response.extend (text concatenated)
+    chat_src = inspect.getsource(pipeline_cls.chat)
+    assert "resp.extend(out)" in chat_src, (
+        "Pipeline.chat no longer joins streamed deltas with Response.extend"
+    )
+    joined = lmdeploy.messages.Response("你好", 1, 3).extend(lmdeploy.messages.Response("，世界", 2, 3))
+    assert joined.text == "你好，世界", joined.text
     _check_demo()
     _check_evaluate()
     print("lmdeploy full-stack check: OK")
