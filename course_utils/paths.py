@@ -21,6 +21,7 @@ Introduced in notebook 00.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -100,15 +101,19 @@ LAB_ENVS = {"lmdeploy": "mllm-course-lmdeploy", "xtuner": "mllm-course-xtuner"}
 def _conda_envs() -> list[Path]:
     """Prefixes of the conda environments on this machine ([] without conda)."""
     conda = os.environ.get("CONDA_EXE") or shutil.which("conda")
-    if not conda:
-        return []
+    return [Path(p) for p in _list_envs(conda)] if conda else []
+
+
+@functools.lru_cache(maxsize=8)
+def _list_envs(conda: str) -> tuple[str, ...]:
+    """``conda env list`` (a second or two), once per conda per process."""
     try:
         out = subprocess.run(
             [conda, "env", "list", "--json"], capture_output=True, text=True, timeout=60, check=True
         )
-        return [Path(p) for p in json.loads(out.stdout).get("envs", [])]
+        return tuple(json.loads(out.stdout).get("envs", []))
     except (OSError, subprocess.SubprocessError, ValueError):
-        return []
+        return ()
 
 
 def lab_env(lab: str) -> Path:
@@ -124,6 +129,9 @@ def lab_env(lab: str) -> Path:
     folder = Path(value).expanduser()
     if not folder.is_dir():
         folder = next((p for p in _conda_envs() if p.name == value), None)
+        if folder is None:  # created since the listing was cached? list again
+            _list_envs.cache_clear()
+            folder = next((p for p in _conda_envs() if p.name == value), None)
     if folder is None or not (folder / "bin" / "python").exists():
         raise FileNotFoundError(
             f"no '{value}' environment with a bin/python found: create it with `conda env create -f envs/{lab}.yml` "

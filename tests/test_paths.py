@@ -95,3 +95,17 @@ def test_missing_lab_env_says_how_to_create_it(clean_env, monkeypatch, tmp_path)
     assert paths.describe()["xtuner_env"].startswith("not found")
     with pytest.raises(ValueError, match="unknown lab"):
         paths.lab_env("vllm")
+
+
+def test_an_environment_created_later_is_found_without_a_restart(clean_env, monkeypatch, tmp_path):
+    conda = tmp_path / "conda"
+    listing = tmp_path / "listing.json"
+    listing.write_text(json.dumps({"envs": []}))
+    conda.write_text(f"#!/bin/sh\ncat {listing}\n")
+    conda.chmod(0o755)
+    monkeypatch.setenv("CONDA_EXE", str(conda))
+    with pytest.raises(FileNotFoundError):
+        paths.lab_env("xtuner")
+    env = _fake_env(tmp_path / "envs" / "mllm-course-xtuner")
+    listing.write_text(json.dumps({"envs": [str(env)]}))
+    assert paths.lab_env("xtuner") == env
