@@ -92,6 +92,26 @@ def choose_track(notebook_id: str = "") -> tuple[str, str]:
     return "mini", f"auto: {why}"
 
 
+MINI_TRANSFORMERS = (5, 20)  # the mini models use transformers 5 classes (pyproject's lower bound)
+
+
+def mini_problem() -> str | None:
+    """Why the mini models cannot run in this kernel (its transformers is too old, as in the GPU-lab environments),
+    or None when they can."""
+    version = _version("transformers")
+    try:
+        found = tuple(int(part) for part in version.split(".")[:2])
+    except ValueError:
+        return None  # a development build: let it try
+    if found >= MINI_TRANSFORMERS:
+        return None
+    need = ".".join(map(str, MINI_TRANSFORMERS))
+    return (
+        f"the mini models need transformers >= {need} and this kernel has {version} (a GPU-lab environment?): "
+        'for the mini track pick the kernel "Python (mllm-course)"'
+    )
+
+
 def default_threads() -> int:
     """``COURSE_THREADS``; else in CI a fixed ``min(2, cores)`` (bit-reproducible); else half the cores, at most 8."""
     if os.environ.get("COURSE_THREADS", "").strip():
@@ -163,6 +183,9 @@ class CourseEnv:
             f"Hardware: {hw} · {os.cpu_count()} CPU cores, torch uses {self.threads} thread(s) · device '{self.device}'",
             f"Track: {self.track.upper()} ({self.reason}){' · smoke sizes' if self.smoke else ''} · seed {self.seed}",
         ]
+        problem = mini_problem() if self.track == "mini" else None
+        if problem:
+            lines.append(f"⚠ {problem}")
         return "\n".join(lines)
 
 

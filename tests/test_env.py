@@ -126,3 +126,21 @@ def test_threads_from_env_var(clean_env, monkeypatch):
     monkeypatch.setenv("CI", "1")
     monkeypatch.setattr(env.os, "cpu_count", lambda: 16)
     assert env.default_threads() == 2
+
+
+def test_a_kernel_with_old_transformers_says_which_kernel_runs_the_mini_track(clean_env, monkeypatch, capsys):
+    import importlib
+
+    import course_utils.mini._requires as requires
+
+    assert env.mini_problem() is None
+    real = env._version
+    monkeypatch.setattr(
+        env, "_version", lambda m: "4.57.6" if m == "transformers" else real(m)
+    )  # the LMDeploy lab's
+    problem = env.mini_problem()
+    assert "4.57.6" in problem and "Python (mllm-course)" in problem
+    env.init("07")
+    assert f"⚠ {problem}" in capsys.readouterr().out
+    with pytest.raises(ImportError, match="transformers >= 5.20"):
+        importlib.reload(requires)

@@ -9,6 +9,7 @@
 Introduced in notebook 00.
 """
 
+from . import _requires  # noqa: F401  (first: a clear error in a kernel whose transformers is too old)
 from .internvl_train import Recipe, load_mini_internvl
 from .models import (
     KINDS,

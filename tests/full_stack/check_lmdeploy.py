@@ -57,7 +57,21 @@ def main() -> None:
     assert joined.text == "你好，世界", joined.text
     _check_demo()
     _check_evaluate()
+    _check_mini_refused()
     print("lmdeploy full-stack check: OK")
+
+
+def _check_mini_refused() -> None:
+    """This environment's transformers is too old for the mini models: one clear ImportError naming the kernel."""
+    from course_utils import env
+
+    assert env.mini_problem() and "Python (mllm-course)" in env.mini_problem()
+    try:
+        import course_utils.mini  # noqa: F401
+    except ImportError as err:
+        assert "Python (mllm-course)" in str(err), err
+    else:
+        raise AssertionError("course_utils.mini imported under transformers 4.57")
 
 
 def _check_evaluate() -> None:
