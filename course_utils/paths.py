@@ -161,5 +161,7 @@ def describe() -> dict[str, str]:
         try:
             out[f"{lab}_env"] = str(lab_env(lab))
         except FileNotFoundError:
-            out[f"{lab}_env"] = "not found (the full track of 07 and 08 needs it)"
+            out[f"{lab}_env"] = (
+                f"not found (the full track of {'07 and 08' if lab == 'lmdeploy' else '08'} needs it)"
+            )
     return out
