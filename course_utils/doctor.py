@@ -3,6 +3,10 @@
 One line per check, ``[OK]``, ``[WARN]`` or ``[FAIL]``; every FAIL comes with a one-line fix. The exit code is 0
 whenever the mini track can run (warnings are fine: no GPU, no InternVL2-2B weights, no FoodieQA), non-zero
 otherwise. Teachers on InternStudio run it once per machine; notebook 00 runs it in-process.
+
+``python -m course_utils.doctor --labs`` also *runs* the two GPU-lab environments once (a few minutes, before class):
+XTuner loads the course's config and finds its converter, and LMDeploy loads InternVL2-2B and answers four questions
+through ``python -m course_utils.evaluate``, the command notebook 08 runs.
 """
 
 from __future__ import annotations
@@ -250,6 +254,60 @@ def run_checks() -> list[Check]:
     return checks
 
 
+_XTUNER_PROBE = """
+import importlib.util, sys
+import xtuner
+from mmengine.config import Config
+cfg = Config.fromfile(sys.argv[1])
+assert importlib.util.find_spec(sys.argv[2]), sys.argv[2] + " not found"
+print(f"xtuner {xtuner.__version__}: the course config loads ({cfg.model.type.__name__}), the converter is there")
+"""
+
+
+def run_labs(gpu: bool | None = None) -> list[Check]:
+    """Run each GPU-lab environment once (``--labs``): see the module docstring. Slow: it loads InternVL2-2B."""
+    import subprocess
+    import tempfile
+
+    from . import evaluate, finetune, foodieqa, minifood
+
+    gpu = (env.cuda_info() is not None) if gpu is None else gpu
+    out = []
+    try:
+        python = paths.lab_program("xtuner")
+        run = subprocess.run([str(python), "-c", _XTUNER_PROBE, finetune.CONFIG, finetune.CONVERTER],
+                             capture_output=True, text=True, timeout=600)  # fmt: skip
+        last = (run.stdout.strip() or run.stderr.strip() or "no output").splitlines()[-1]
+        out.append(Check(OK if run.returncode == 0 else FAIL, "XTuner lab", last,
+                         "recreate it: conda env remove -n mllm-course-xtuner, then conda env create -f envs/xtuner.yml"))  # fmt: skip
+    except FileNotFoundError as err:
+        out.append(Check(WARN, "XTuner lab", "environment not found", str(err)))
+    try:
+        python = paths.lab_program("lmdeploy")
+    except FileNotFoundError as err:
+        return [*out, Check(WARN, "LMDeploy lab", "environment not found", str(err))]
+    if not gpu or not paths.model_dir_ready():
+        why = "no CUDA GPU" if not gpu else f"no InternVL2-2B at {paths.model_dir()}"
+        return [
+            *out,
+            Check(WARN, "LMDeploy lab", f"not run: {why}", "run --labs on the GPU machine with the model"),
+        ]
+    with tempfile.TemporaryDirectory() as tmp:
+        items = minifood.make_minifood(Path(tmp) / "photos", dishes=4, photos_per_dish=1)[:4]
+        foodieqa.write_json(items, Path(tmp) / "items.json")
+        try:
+            record = evaluate.in_subprocess(Path(tmp) / "items.json", Path(tmp) / "photos", Path(tmp) / "out.json",
+                                            model=paths.model_dir(), python=python, max_new_tokens=24)  # fmt: skip
+            answer = record["results"]["question"]["answers"][0]
+            out.append(
+                Check(OK, "LMDeploy lab", f"InternVL2-2B answered {items[0]['question']!r} with {answer!r}")
+            )
+        except RuntimeError as err:
+            out.append(Check(FAIL, "LMDeploy lab", str(err).splitlines()[-1],
+                             "see the error above; to recreate it: conda env remove -n mllm-course-lmdeploy, then conda env create -f envs/lmdeploy.yml"))  # fmt: skip
+    return out
+
+
 def report(checks: list[Check] | None = None, out=print) -> int:
     """Print every check and the track verdict; return the exit code (0 when the mini track can run)."""
     checks = run_checks() if checks is None else checks
@@ -265,8 +323,17 @@ def report(checks: list[Check] | None = None, out=print) -> int:
     return 0
 
 
-def main() -> None:
-    sys.exit(report())
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m course_utils.doctor", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--labs", action="store_true", help="also run the two GPU-lab environments once (slow)"
+    )
+    args = parser.parse_args(argv)
+    sys.exit(report(run_checks() + (run_labs() if args.labs else [])))
 
 
 if __name__ == "__main__":

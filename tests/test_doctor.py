@@ -92,3 +92,39 @@ def test_cli_exits_zero_on_a_cpu_machine(clean_env):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "[FAIL]" not in proc.stdout
     assert "Track that will run: MINI" in proc.stdout
+
+
+def test_labs_run_says_what_is_missing_and_reports_a_broken_environment(clean_env, monkeypatch, tmp_path):
+    monkeypatch.setenv("CONDA_EXE", str(tmp_path / "no-conda"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    missing = doctor.run_labs(gpu=True)
+    assert [(c.label, c.status) for c in missing] == [("XTuner lab", "WARN"), ("LMDeploy lab", "WARN")]
+    assert "envs/xtuner.yml" in missing[0].fix and "envs/lmdeploy.yml" in missing[1].fix
+    for name in ("xt", "lmd"):
+        (tmp_path / name / "bin").mkdir(parents=True)
+        (tmp_path / name / "bin" / "python").symlink_to(sys.executable)
+    monkeypatch.setenv("MLLM_COURSE_XTUNER_ENV", str(tmp_path / "xt"))
+    monkeypatch.setenv("MLLM_COURSE_LMDEPLOY_ENV", str(tmp_path / "lmd"))
+    broken, not_run = doctor.run_labs(gpu=False)  # this kernel has no xtuner: a broken XTuner environment
+    assert broken.status == "FAIL" and "xtuner" in broken.detail and "envs/xtuner.yml" in broken.fix
+    assert not_run.status == "WARN" and "no CUDA GPU" in not_run.detail
+
+
+def test_labs_run_asks_the_model_through_the_evaluate_command(clean_env, monkeypatch, tmp_path):
+    """The LMDeploy environment stood in by this kernel's python with --backend lmdeploy swapped for mini, and a saved
+    mini InternVL as the model: checks the orchestration, not LMDeploy (make test-full-stack and a GPU do that)."""
+    from course_utils.mini import build_internvl, save_atomic
+
+    save_atomic(*build_internvl(image_size=96, patch_size=8, vision_hidden=32, hidden=64, layers=1, max_tiles=1),
+                tmp_path / "model")  # fmt: skip
+    monkeypatch.setenv("MLLM_COURSE_MODEL_DIR", str(tmp_path / "model"))
+    (tmp_path / "lmd" / "bin").mkdir(parents=True)
+    fake = tmp_path / "lmd" / "bin" / "python"
+    fake.write_text(
+        f'#!/bin/sh\nfor a; do shift; [ "$a" = lmdeploy ] && a=mini; set -- "$@" "$a"; done\nexec {sys.executable} "$@"\n'
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("MLLM_COURSE_LMDEPLOY_ENV", str(tmp_path / "lmd"))
+    monkeypatch.setenv("CONDA_EXE", str(tmp_path / "no-conda"))
+    (check,) = [c for c in doctor.run_labs(gpu=True) if c.label == "LMDeploy lab"]
+    assert check.status == "OK" and "InternVL2-2B answered '图中的菜是什么？'" in check.detail, check
