@@ -18,6 +18,7 @@ Gradio is imported only here (``pip install gradio``; the lab environments have 
 """
 
 import argparse
+import socket
 import threading
 from pathlib import Path
 
@@ -26,14 +27,14 @@ from .foodieqa import IMAGE_SUFFIXES
 from .infer import BACKENDS, GenConfig, Session, make_engine
 
 MAX_UPLOAD = "5mb"
-EXAMPLES = {
-    "mini": [
+EXAMPLES = {  # the mini model's shapes world, and photos (InternVL2's, or a fine-tuned mini model's dishes)
+    "shapes": [
         "describe the image.",
         "what colour is the shape?",
         "what shape is it?",
         "is the shape big or small?",
     ],
-    "lmdeploy": [
+    "photos": [
         "图中的菜是什么？",
         "这道菜属于哪个菜系？",
         "Describe this dish.",
@@ -149,9 +150,8 @@ def build_app(
                 with gr.Row():
                     send = gr.Button("Send", variant="primary", elem_id="send")
                     new = gr.Button("New chat", elem_id="new-chat")
-                gr.Examples(
-                    examples=[[e] for e in EXAMPLES["lmdeploy" if photos else backend]], inputs=[text]
-                )
+                world = "shapes" if backend == "mini" and photos is None else "photos"
+                gr.Examples(examples=[[e] for e in EXAMPLES[world]], inputs=[text])
                 with gr.Accordion("sampling", open=False):
                     temperature = gr.Slider(0.0, 1.5, value=0.0, step=0.05, label="temperature (0 = greedy)")
                     top_p = gr.Slider(
@@ -178,6 +178,31 @@ def launch(app, *, host: str = "127.0.0.1", port: int = 7860, share: bool = Fals
         max_file_size=MAX_UPLOAD,
         prevent_thread_lock=not block,
     )
+
+
+def serve(app) -> str:
+    """Start ``app`` in the background on a free local port (notebooks, tests); returns its URL."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    launch(app, port=port, block=False)
+    return f"http://127.0.0.1:{port}/"
+
+
+def reply_text(content) -> str:
+    """A chat message's text: Gradio 6 sends a message's content as a string or a list of typed parts."""
+    return content if isinstance(content, str) else "".join(part.get("text", "") for part in content)
+
+
+def ask(url: str, question: str, photo) -> str:
+    """One turn from a program through ``gradio_client``, as a new browser session would: the demo's answer to
+    ``question`` about the image file ``photo`` (greedy)."""
+    from gradio_client import Client, handle_file
+
+    _, history = Client(url, verbose=False).predict(
+        question, handle_file(str(photo)), [], 0.0, 0.8, api_name="/chat"
+    )
+    return reply_text(history[-1]["content"])
 
 
 def main(argv: list[str] | None = None) -> None:

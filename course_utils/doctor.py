@@ -22,9 +22,8 @@ from . import env, paths
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 MIN_PYTHON = (3, 10)
-LAB_KERNELS = {
-    "mllm-course-lmdeploy": "envs/lmdeploy.yml"
-}  # notebook 07 runs in it; 08 calls the lab envs' programs
+# notebook 07's full track runs in this kernel; 08 calls the lab environments' programs (check_lab_envs)
+LAB_KERNELS = {"mllm-course-lmdeploy": "envs/lmdeploy.yml"}
 
 
 @dataclass

@@ -20,7 +20,11 @@ the LMDeploy environment and read the result back as JSON:
 """
 
 import argparse
+import json
+import os
 import re
+import shlex
+import subprocess
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -35,6 +39,14 @@ def eval_prompt(item: dict) -> str:
     """FoodieQA's evaluation prompt: ``"{q} 选项有: {choices}, 请根据上图从所提供的选项中选择一个正确答案，为（"``."""
     choices = ", ".join(f"{LETTERS[i]}. {c}" for i, c in enumerate(item["choices"]))
     return f"{item['question']} 选项有: {choices}, 请根据上图从所提供的选项中选择一个正确答案，为（"
+
+
+def question_only(item: dict) -> str:
+    """The bare question: the prompt the seed's training data uses (choices not shown)."""
+    return item["question"]
+
+
+PROMPTS = {"question": question_only, "foodieqa": eval_prompt}
 
 
 def parse_choice(text: str, choices: list[str]) -> int | None:
@@ -65,8 +77,12 @@ def parse_choice(text: str, choices: list[str]) -> int | None:
     return None
 
 
+def _photo(item: dict, image_root) -> Path:
+    return Path(image_root) / item["food_meta"]["food_file"]
+
+
 def _open(item: dict, image_root) -> Image.Image:
-    path = Path(image_root) / item["food_meta"]["food_file"]
+    path = _photo(item, image_root)
     if not path.is_file():
         raise FileNotFoundError(
             f"{path}: photo of {item.get('question_id', 'an item')} not found (image_root?)"
@@ -103,7 +119,7 @@ def _summary(hits: dict[str, list[bool]]) -> dict[str, float]:
 
 def loglik_accuracy(model, processor, items: list[dict], image_root, *, prompt_fn=None) -> dict[str, float]:
     """Accuracy per question_type (and "all") when the most likely choice is the model's pick."""
-    prompt_fn = prompt_fn or (lambda it: it["question"])
+    prompt_fn = prompt_fn or question_only
     hits: dict[str, list[bool]] = defaultdict(list)
     for item in items:
         scores = loglik_scores(model, processor, _open(item, image_root), prompt_fn(item), item["choices"])
@@ -113,7 +129,7 @@ def loglik_accuracy(model, processor, items: list[dict], image_root, *, prompt_f
 
 def generated_accuracy(engine, items: list[dict], image_root, *, prompt_fn=None, gen_config=None):
     """Accuracy per question_type of free-text answers parsed with ``parse_choice``; also returns the answers."""
-    prompt_fn = prompt_fn or (lambda it: it["question"])
+    prompt_fn = prompt_fn or question_only
     hits: dict[str, list[bool]] = defaultdict(list)
     answers = []
     for item in items:
@@ -134,9 +150,6 @@ def markdown_table(columns: dict[str, dict[str, float]], first: str = "question 
         cells = [f"{col[kind]:.0%}" if kind in col else "–" for col in columns.values()]
         lines.append(f"| {'**all**' if kind == 'all' else kind} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-PROMPTS = {"question": lambda it: it["question"], "foodieqa": eval_prompt}
 
 
 def evaluate_model(
@@ -160,7 +173,7 @@ def _check_inputs(args) -> list[dict]:
 
     items = foodieqa.load_sivqa(args.items)
     for index, item in enumerate(items):
-        if not (Path(args.image_root) / item["food_meta"]["food_file"]).is_file():
+        if not _photo(item, args.image_root).is_file():
             raise FileNotFoundError(
                 f"item {index} ({item.get('question_id', '?')}): photo {item['food_meta']['food_file']} "
                 f"not found under {args.image_root}"
@@ -187,26 +200,18 @@ def in_subprocess(items_json, image_root, out, *, model=None, backend: str = "lm
     Notebook 08 runs in the course kernel and evaluates InternVL2-2B inside the LMDeploy environment this way
     (``python=paths.lab_program("lmdeploy")``); the mini track runs the very same command with ``--backend mini``.
     """
-    import os
-    import shlex
-    import subprocess
-
     python = Path(python or sys.executable)
     cmd = [str(python), "-m", "course_utils.evaluate", str(items_json), str(image_root), "--backend", backend,
            "--prompt", *prompts, "--max-new-tokens", str(max_new_tokens), "--out", str(out), "--overwrite"]  # fmt: skip
     if model is not None:
         cmd += ["--model", str(model)]
     print("$", shlex.join(cmd), flush=True)
-    env = dict(
-        os.environ, PATH=f"{python.parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    )  # its own programs first
-    run = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    path = f"{python.parent}{os.pathsep}{os.environ.get('PATH', '')}"  # the environment's own programs first
+    run = subprocess.run(cmd, env={**os.environ, "PATH": path}, capture_output=True, text=True)
     print(run.stdout, end="")
     if run.returncode != 0:
         tail = "\n".join(run.stderr.strip().splitlines()[-15:])
         raise RuntimeError(f"the evaluation exited with {run.returncode}:\n{tail}")
-    import json
-
     return json.loads(Path(out).read_text(encoding="utf-8"))
 
 

@@ -141,9 +141,7 @@ def convert_command(config, checkpoint, out_dir, *, python="python") -> list[str
 
 def last_checkpoint(work_dir) -> Path | None:
     """The newest ``iter_N.pth`` in ``work_dir`` (a file, or a folder when trained with DeepSpeed), or None."""
-    found = [
-        (int(p.stem.split("_")[1]), p) for p in Path(work_dir).glob("iter_*.pth") if p.stem[5:].isdigit()
-    ]
+    found = [(int(p.stem[5:]), p) for p in Path(work_dir).glob("iter_*.pth") if p.stem[5:].isdigit()]
     return max(found)[1] if found else None
 
 

@@ -1,6 +1,7 @@
 """Shared fixtures: every test runs offline, in a clean environment, with a private cache."""
 
 import os
+import sys
 
 import pytest
 
@@ -20,3 +21,22 @@ def clean_env(monkeypatch, tmp_path):
     monkeypatch.setenv("MLLM_COURSE_MODEL_DIR", str(tmp_path / "no-model"))
     monkeypatch.setenv("MLLM_COURSE_FOODIEQA_DIR", str(tmp_path / "no-data"))
     return tmp_path
+
+
+@pytest.fixture
+def no_conda(monkeypatch, tmp_path):
+    """No conda on this machine, as far as ``paths.lab_env`` can tell."""
+    monkeypatch.setenv("CONDA_EXE", str(tmp_path / "no-conda"))
+
+
+@pytest.fixture
+def fake_env():
+    """A factory for stand-in lab environments: ``fake_env(folder, programs)`` links each program to this python."""
+
+    def make(folder, programs=("python",)):
+        (folder / "bin").mkdir(parents=True)
+        for name in programs:
+            (folder / "bin" / name).symlink_to(sys.executable)
+        return folder
+
+    return make

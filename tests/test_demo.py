@@ -2,7 +2,6 @@
 gradio_client (10 concurrent sessions × 5 turns) and a headless Chromium driven by Playwright."""
 
 import shutil
-import socket
 import threading
 from pathlib import Path
 
@@ -87,6 +86,17 @@ def test_quick_pick_from_your_own_photo_folder_spreads_over_dishes(tmp_path):
         demo.quick_pick("mini", photos=tmp_path / "tofu" / "empty")
 
 
+def test_serve_and_ask_one_turn_from_a_program(tmp_path):
+    app = demo.build_app(EchoEngine(), "mini")
+    url = demo.serve(app)
+    try:
+        Image.new("RGB", (8, 8), (0, 128, 255)).save(tmp_path / "blue.png")
+        assert demo.ask(url, "what colour?", tmp_path / "blue.png") == "what colour? (0, 128, 255)"
+    finally:
+        app.close()
+    assert demo.reply_text([{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]) == "ab"
+
+
 def test_cli_refuses_an_unknown_backend():
     with pytest.raises(SystemExit):
         demo.main(["--backend", "vllm"])
@@ -101,27 +111,14 @@ QUESTIONS = ["what colour is the shape?", "what shape is it?", "is the shape big
              "what colour is the shape?"]  # fmt: skip
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def served():
     from course_utils.mini import load_mini_internvl
 
     engine = infer.TransformersChat(*load_mini_internvl(progress=False))
     app = demo.build_app(engine, "mini")
-    port = _free_port()
-    demo.launch(app, port=port, block=False)
-    yield engine, f"http://127.0.0.1:{port}/"
+    yield engine, demo.serve(app)
     app.close()
-
-
-def _text(content) -> str:
-    """A chat message's text: Gradio 6 sends content as a list of typed parts."""
-    return content if isinstance(content, str) else "".join(part.get("text", "") for part in content)
 
 
 def _expected(engine, image):
@@ -155,7 +152,7 @@ def test_ten_concurrent_sessions_of_five_turns_do_not_cross_talk(served, tmp_pat
             for n, q in enumerate(QUESTIONS):
                 image = handle_file(str(files[i])) if n == 0 else None
                 _, history = client.predict(q, image, history, 0.0, 0.8, api_name="/chat")
-                answers.append(_text(history[-1]["content"]))
+                answers.append(demo.reply_text(history[-1]["content"]))
             got[i] = answers
         except Exception as err:  # noqa: BLE001 (reported below)
             errors.append(repr(err))

@@ -73,15 +73,11 @@ def test_lab_kernels_only_warn_with_a_gpu():
     assert [c.status for c in with_gpu] == ["OK", "WARN"] and "envs/lmdeploy.yml" in with_gpu[-1].fix
 
 
-def test_lab_environments_only_warn_with_a_gpu(clean_env, monkeypatch, tmp_path):
-    monkeypatch.setenv("CONDA_EXE", str(tmp_path / "no-conda"))
-    monkeypatch.setenv("PATH", str(tmp_path))
+def test_lab_environments_only_warn_with_a_gpu(clean_env, no_conda, monkeypatch, tmp_path, fake_env):
     assert doctor.check_lab_envs(gpu=False) == []
     missing = doctor.check_lab_envs(gpu=True)
     assert [c.status for c in missing] == ["WARN", "WARN"] and "envs/xtuner.yml" in missing[-1].fix
-    (tmp_path / "xt" / "bin").mkdir(parents=True)
-    (tmp_path / "xt" / "bin" / "python").symlink_to(sys.executable)
-    monkeypatch.setenv("MLLM_COURSE_XTUNER_ENV", str(tmp_path / "xt"))
+    monkeypatch.setenv("MLLM_COURSE_XTUNER_ENV", str(fake_env(tmp_path / "xt")))
     assert [c.status for c in doctor.check_lab_envs(gpu=True)] == ["WARN", "OK"]
 
 
@@ -94,23 +90,20 @@ def test_cli_exits_zero_on_a_cpu_machine(clean_env):
     assert "Track that will run: MINI" in proc.stdout
 
 
-def test_labs_run_says_what_is_missing_and_reports_a_broken_environment(clean_env, monkeypatch, tmp_path):
-    monkeypatch.setenv("CONDA_EXE", str(tmp_path / "no-conda"))
-    monkeypatch.setenv("PATH", str(tmp_path))
+def test_labs_run_says_what_is_missing_and_reports_a_broken_environment(
+    clean_env, no_conda, monkeypatch, tmp_path, fake_env
+):
     missing = doctor.run_labs(gpu=True)
     assert [(c.label, c.status) for c in missing] == [("XTuner lab", "WARN"), ("LMDeploy lab", "WARN")]
     assert "envs/xtuner.yml" in missing[0].fix and "envs/lmdeploy.yml" in missing[1].fix
-    for name in ("xt", "lmd"):
-        (tmp_path / name / "bin").mkdir(parents=True)
-        (tmp_path / name / "bin" / "python").symlink_to(sys.executable)
-    monkeypatch.setenv("MLLM_COURSE_XTUNER_ENV", str(tmp_path / "xt"))
-    monkeypatch.setenv("MLLM_COURSE_LMDEPLOY_ENV", str(tmp_path / "lmd"))
+    monkeypatch.setenv("MLLM_COURSE_XTUNER_ENV", str(fake_env(tmp_path / "xt")))
+    monkeypatch.setenv("MLLM_COURSE_LMDEPLOY_ENV", str(fake_env(tmp_path / "lmd")))
     broken, not_run = doctor.run_labs(gpu=False)  # this kernel has no xtuner: a broken XTuner environment
     assert broken.status == "FAIL" and "xtuner" in broken.detail and "envs/xtuner.yml" in broken.fix
     assert not_run.status == "WARN" and "no CUDA GPU" in not_run.detail
 
 
-def test_labs_run_asks_the_model_through_the_evaluate_command(clean_env, monkeypatch, tmp_path):
+def test_labs_run_asks_the_model_through_the_evaluate_command(clean_env, no_conda, monkeypatch, tmp_path):
     """The LMDeploy environment stood in by this kernel's python with --backend lmdeploy swapped for mini, and a saved
     mini InternVL as the model: checks the orchestration, not LMDeploy (make test-full-stack and a GPU do that)."""
     from course_utils.mini import build_internvl, save_atomic
@@ -125,6 +118,5 @@ def test_labs_run_asks_the_model_through_the_evaluate_command(clean_env, monkeyp
     )
     fake.chmod(0o755)
     monkeypatch.setenv("MLLM_COURSE_LMDEPLOY_ENV", str(tmp_path / "lmd"))
-    monkeypatch.setenv("CONDA_EXE", str(tmp_path / "no-conda"))
     (check,) = [c for c in doctor.run_labs(gpu=True) if c.label == "LMDeploy lab"]
     assert check.status == "OK" and "InternVL2-2B answered '图中的菜是什么？'" in check.detail, check

@@ -1,5 +1,4 @@
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -54,15 +53,8 @@ def test_repo_folders_found_in_checkout():
     assert paths.images_dir() == root / "images"
 
 
-def _fake_env(folder: Path, programs=("python",)) -> Path:
-    (folder / "bin").mkdir(parents=True)
-    for name in programs:
-        (folder / "bin" / name).symlink_to(sys.executable)
-    return folder
-
-
-def test_lab_env_from_variable_folder(clean_env, monkeypatch, tmp_path):
-    env = _fake_env(tmp_path / "envs" / "xt", ("python", "xtuner"))
+def test_lab_env_from_variable_folder(clean_env, monkeypatch, tmp_path, fake_env):
+    env = fake_env(tmp_path / "envs" / "xt", ("python", "xtuner"))
     monkeypatch.setenv("MLLM_COURSE_XTUNER_ENV", str(env))
     assert paths.lab_env("xtuner") == env
     assert paths.lab_program("xtuner", "xtuner") == env / "bin" / "xtuner"
@@ -70,9 +62,9 @@ def test_lab_env_from_variable_folder(clean_env, monkeypatch, tmp_path):
         paths.lab_program("xtuner", "lmdeploy")
 
 
-def test_lab_env_found_by_name_through_conda(clean_env, monkeypatch, tmp_path):
-    env = _fake_env(tmp_path / "conda" / "envs" / "mllm-course-lmdeploy")
-    other = _fake_env(tmp_path / "conda" / "envs" / "other")
+def test_lab_env_found_by_name_through_conda(clean_env, monkeypatch, tmp_path, fake_env):
+    env = fake_env(tmp_path / "conda" / "envs" / "mllm-course-lmdeploy")
+    other = fake_env(tmp_path / "conda" / "envs" / "other")
     conda = tmp_path / "conda" / "bin" / "conda"
     conda.parent.mkdir(parents=True)
     listing = json.dumps({"envs": [str(tmp_path / "conda"), str(other), str(env)]})
@@ -85,9 +77,7 @@ def test_lab_env_found_by_name_through_conda(clean_env, monkeypatch, tmp_path):
     assert paths.describe()["lmdeploy_env"] == str(other)
 
 
-def test_missing_lab_env_says_how_to_create_it(clean_env, monkeypatch, tmp_path):
-    monkeypatch.setenv("CONDA_EXE", str(tmp_path / "no-conda"))
-    monkeypatch.setenv("PATH", str(tmp_path))
+def test_missing_lab_env_says_how_to_create_it(clean_env, no_conda):
     with pytest.raises(
         FileNotFoundError, match=r"conda env create -f envs/xtuner.yml.*MLLM_COURSE_XTUNER_ENV"
     ):
@@ -97,7 +87,7 @@ def test_missing_lab_env_says_how_to_create_it(clean_env, monkeypatch, tmp_path)
         paths.lab_env("vllm")
 
 
-def test_an_environment_created_later_is_found_without_a_restart(clean_env, monkeypatch, tmp_path):
+def test_an_environment_created_later_is_found_without_a_restart(clean_env, monkeypatch, tmp_path, fake_env):
     conda = tmp_path / "conda"
     listing = tmp_path / "listing.json"
     listing.write_text(json.dumps({"envs": []}))
@@ -106,6 +96,6 @@ def test_an_environment_created_later_is_found_without_a_restart(clean_env, monk
     monkeypatch.setenv("CONDA_EXE", str(conda))
     with pytest.raises(FileNotFoundError):
         paths.lab_env("xtuner")
-    env = _fake_env(tmp_path / "envs" / "mllm-course-xtuner")
+    env = fake_env(tmp_path / "envs" / "mllm-course-xtuner")
     listing.write_text(json.dumps({"envs": [str(env)]}))
     assert paths.lab_env("xtuner") == env

@@ -3,5 +3,5 @@ environments pin 4.48 / 4.57), raise one ImportError that says which kernel to p
 
 from ..env import mini_problem
 
-if mini_problem():
-    raise ImportError(mini_problem())
+if problem := mini_problem():
+    raise ImportError(problem)

@@ -97,10 +97,7 @@ def _check_evaluate() -> None:
 
 def _check_demo() -> None:
     """The demo under this environment's gradio: build, serve on 127.0.0.1, one turn through gradio_client."""
-    import socket
     import tempfile
-
-    from gradio_client import Client, handle_file
 
     from course_utils import data, demo
 
@@ -112,19 +109,12 @@ def _check_demo() -> None:
             return new
 
     app = demo.build_app(Echo(), "lmdeploy")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    demo.launch(app, port=port, block=False)
+    url = demo.serve(app)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             path = f"{tmp}/photo.png"
             data.sample_photo("coffee").save(path)
-            _, history = Client(f"http://127.0.0.1:{port}/", verbose=False).predict(
-                "what is it?", handle_file(path), [], 0.0, 0.8, api_name="/chat"
-            )
-        content = history[-1]["content"]
-        text = content if isinstance(content, str) else "".join(p.get("text", "") for p in content)
+            text = demo.ask(url, "what is it?", path)
         assert text == "what is it? (600, 400)", text
     finally:
         app.close()
