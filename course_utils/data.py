@@ -267,5 +267,6 @@ MINI_FOOD_DISHES: tuple[tuple[str, str, str, str], ...] = (
     ("羊肉泡馍", "lamb paomo", "西北菜", "陕西"),
 )
 
-# The seed's training target joins the correct choice and the dish name with this phrase (FACTS.md).
+# The original InternVL2 lab's training target (its process_food.py) joins the correct choice and the dish name with
+# this phrase.
 ANSWER_PHRASE = "，图中的菜是"

@@ -105,7 +105,8 @@ def pixel_shuffle(x: torch.Tensor, scale_factor: float = 0.5, version: str = "v2
     """Fold neighbouring patches into channels: (N, H, W, C) → (N, H·s, W·s, C/s²).
 
     With s = 0.5 each output token holds a 2 × 2 block of input patches. ``version="v1"`` returns the result with
-    its two spatial axes swapped (InternVL 1.0's legacy layout); v2 keeps the input's orientation.
+    its two spatial axes swapped (the legacy layout of the InternVL 1.2 era: ``--ps_version 'v1'`` in the
+    ``internvl_chat/shell/internvl1.2`` scripts); v2, used by the 1.5, 2.0 and 2.5 scripts, keeps the input's orientation.
     """
     if version not in ("v1", "v2"):
         raise ValueError(f"version must be 'v1' or 'v2', got {version!r}")

@@ -1,7 +1,8 @@
 """LLaVA's connector and image arithmetic: projectors, visual-token counts, LLaVA-NeXT's AnyRes tiling.
 
 * LLaVA: CLIP ViT-L/14 (second-to-last layer, CLS dropped) → a **linear** projector → LLM; 224 px → 256 tokens.
-* LLaVA-1.5: 336 px → 576 tokens; projector ``mlp2x_gelu`` = Linear → GELU → Linear.
+* LLaVA-1.5: 336 px → 576 tokens; projector ``mlp2x_gelu`` = Linear → GELU → Linear. A non-square image is first
+  **padded** to a square with CLIP's mean colour (``--image_aspect_ratio pad``), then resized: ``expand2square``.
 * LLaVA-NeXT (1.6): **AnyRes**. Pick the best grid resolution from ``grid_pinpoints``, resize-and-pad the image to it,
   encode each 336-px tile plus a 336-px base image, **unpad** the tile features back to the image's aspect ratio and
   append a learned **newline** token after every feature row.
@@ -9,7 +10,7 @@
 Sizes are (width, height) as in PIL; grid pinpoints are (width, height) as in the official LLaVA repository
 (transformers reads the same lists as (height, width): see notebook 04).
 Mirrors: haotian-liu/LLaVA ``llava/model/multimodal_projector/builder.py`` (``build_vision_projector``),
-``llava/mm_utils.py`` (``select_best_resolution``, ``get_anyres_image_grid_shape``) and
+``llava/mm_utils.py`` (``expand2square``, ``select_best_resolution``, ``get_anyres_image_grid_shape``) and
 ``llava/model/llava_arch.py`` (``unpad_image`` and the ``spatial_unpad`` merge).
 Introduced in notebooks 03 and 04.
 """
@@ -33,6 +34,29 @@ def build_projector(kind: str, vision_dim: int, llm_dim: int) -> nn.Module:
 def vit_tokens(image_size: int = 336, patch_size: int = 14, *, cls: bool = False) -> int:
     """Patch tokens of a square ViT input (+1 with ``cls``): 224/14 → 256, 336/14 → 576."""
     return (image_size // patch_size) ** 2 + (1 if cls else 0)
+
+
+# CLIP's image_mean (0.48145466, 0.4578275, 0.40821073) as the official code turns it into a fill colour: int(x * 255)
+CLIP_MEAN_RGB = (122, 116, 104)
+
+
+def expand2square(image, background_color: tuple[int, int, int] = CLIP_MEAN_RGB):
+    """Pad ``image`` to a square of side max(width, height), centred on ``background_color``: LLaVA-1.5's ``pad``.
+
+    LLaVA-1.5's released scripts train and evaluate with ``--image_aspect_ratio pad``: the image is padded like this
+    (mean colour, the original centred, the odd pixel of padding going below or to the right) and only then resized
+    to 336 × 336, so a wide photo is shrunk, not squashed. Mirrors ``expand2square`` in haotian-liu/LLaVA
+    ``llava/mm_utils.py``. Introduced in notebook 04.
+    """
+    from PIL import Image
+
+    width, height = image.size
+    side = max(width, height)
+    if width == height:
+        return image
+    square = Image.new(image.mode, (side, side), background_color)
+    square.paste(image, ((side - width) // 2, (side - height) // 2))
+    return square
 
 
 def select_best_resolution(image_size: tuple[int, int], possible_resolutions) -> tuple[int, int]:

@@ -10,7 +10,9 @@ share the self-attention layers, and *who may attend to whom* is set by the obje
   the text before it (the first text token is ``[DEC]`` instead of ``[CLS]``).
 
 Mirrors: BLIP-2 (Li et al., 2023, arXiv:2301.12597), Figure 2; LAVIS ``blip2_qformer.Blip2Qformer.forward`` and
-``Qformer.BertModel.get_extended_attention_mask`` (padding, ITC temperature, hard-negative sampling).
+``Qformer.BertModel.get_extended_attention_mask`` (padding, ITC temperature initialised at 0.07, hard-negative
+sampling). One addition is not BLIP-2's: clamping the temperature to (0.001, 0.5) comes from BLIP-1 (LAVIS
+``blip_models/blip_pretrain.py``); LAVIS's ``Blip2Qformer`` learns it unclamped.
 Introduced in notebook 02.
 """
 
@@ -198,7 +200,7 @@ class QFormer(nn.Module):
     ) -> dict:
         """ITC, ITM and ITG losses for a batch of matching (image, text) pairs, as LAVIS computes them."""
         nq, b = self.cfg.num_queries, input_ids.shape[0]
-        with torch.no_grad():
+        with torch.no_grad():  # BLIP-1's clamp (LAVIS blip_pretrain.py), not in LAVIS's Blip2Qformer
             self.temp.clamp_(0.001, 0.5)
         # ITC: under the uni-modal mask queries and text cannot see each other, so one pass gives both sides
         out = self.forward(image_feats, input_ids, text_attention_mask, mode="itc")

@@ -347,51 +347,53 @@ def draw_dynamic_tiling():
 
 
 def draw_multitask_routing():
-    """VisionLLMv2-style routing: the LLM emits a routing token; its hidden state (+ task embeddings) feeds a decoder."""
-    fig, ax = _canvas(10.5, 3.4)
+    """VisionLLM v2's "super link": routing token, then learnable queries fed into the LLM; their output states → decoder."""
+    fig, ax = _canvas(11.6, 3.9)
     _box(ax, 0.2, 1.2, 2.2, 1.0, "InternVL (LLM)", GREEN, fontsize=10, sub="image + instruction")
-    ax.text(3.6, 2.85, "output tokens", ha="center", fontsize=9)
-    toks = ["the", "cat", "[DET]", "[EMB]"]
-    for i, tok in enumerate(toks):
-        fc = VERMILION if tok.startswith("[") else GREY
+    ax.text(4.1, 3.05, "LLM sequence: text, routing token, then task queries", ha="center", fontsize=9)
+    toks = [("the", GREY), ("cat", GREY), ("[DET]", VERMILION), ("q₁", PURPLE), ("q₂", PURPLE), ("…", PURPLE)]
+    for i, (tok, fc) in enumerate(toks):
         ax.add_patch(
             FancyBboxPatch(
-                (2.75 + i * 0.45, 2.35), 0.4, 0.3, boxstyle="round,pad=0.01", fc=fc, ec="none", alpha=0.85
+                (2.75 + i * 0.45, 2.45), 0.4, 0.3, boxstyle="round,pad=0.01", fc=fc, ec="none", alpha=0.85
             )
         )
-        ax.text(2.95 + i * 0.45, 2.5, tok, ha="center", va="center", fontsize=6.5, color="white")
-    _arrow(ax, 2.4, 1.7, 3.0, 1.7)
-    ax.text(
-        3.7,
-        1.7,
-        "hidden state of\nthe routing token\n+ task embeddings",
-        ha="center",
-        va="center",
-        fontsize=8,
-    )
+        ax.text(2.95 + i * 0.45, 2.6, tok, ha="center", va="center", fontsize=6.5, color="white")
+    ax.text(4.7, 2.25, "learnable queries, appended after [DET]\nand fed INTO the LLM", ha="center", va="top",
+            fontsize=7, color=PURPLE)  # fmt: skip
+    _arrow(ax, 2.4, 1.45, 3.3, 1.45)
+    ax.text(4.35, 1.45, "LLM output states\nat the query\npositions", ha="center", va="center", fontsize=8)
     for name, y, c in [
         ("detection decoder", 2.25, ORANGE),
         ("segmentation decoder", 1.3, PURPLE),
         ("image generator", 0.35, BLUE),
     ]:
-        _box(ax, 5.6, y, 2.4, 0.75, name, c, fontsize=9)
-        _arrow(ax, 4.5, 1.7, 5.6, y + 0.37)
+        _box(ax, 7.0, y, 2.4, 0.75, name, c, fontsize=9)
+        _arrow(ax, 5.2, 1.45, 7.0, y + 0.37)
     for name, y in [("boxes", 2.62), ("masks", 1.67), ("images", 0.72)]:
-        ax.text(8.6, y, name, va="center", fontsize=9)
-        _arrow(ax, 8.0, y, 8.5, y)
+        ax.text(10.0, y, name, va="center", fontsize=9)
+        _arrow(ax, 9.4, y, 9.9, y)
     ax.text(
-        5.25,
-        3.3,
-        "routing token [DET] → detection decoder; text tokens stay text",
+        5.8,
+        3.55,
+        'VisionLLM v2 "super link": [DET] picks the decoder; LLM and decoders trained end to end',
         ha="center",
         fontsize=9,
         color=VERMILION,
+    )
+    ax.text(
+        5.8,
+        0.0,
+        "notebook 06's toy is simpler: a rule picks the route, and one frozen LLM state + a task embedding feeds the decoder",
+        ha="center",
+        fontsize=8,
+        color=GREY,
     )
     _save(fig, "multitask_routing")
 
 
 def draw_training_stages():
-    """InternVL2's two stages (as the seed summarises them): stage 1 trains the MLP; stage 2 trains everything."""
+    """InternVL2's two stages as the original InternVL2 lab (InternLM's 书生 camp) summarises them: MLP, then all."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 2.8))
     for ax, (title, trained) in zip(
         axes,
@@ -482,7 +484,7 @@ def draw_llava():
 
 
 def draw_llava_hd():
-    """LLaVA-1.5-HD: 224² tiles (at most 6) encoded separately + a 224² global view; features concatenated."""
+    """LLaVA-1.5-HD as the course reads the paper's appendix: 224² tiles (at most 6) + a 224² global view."""
     fig, ax = _canvas(10.5, 3.4)
     _input_image(ax, 0.2, 0.9, 2.4, 1.6, "image (3:2)", (2.8, 1.7, 3.4))
     x0, y0, t = 3.6, 0.9, 0.8
@@ -496,6 +498,8 @@ def draw_llava_hd():
     _arrow(ax, 7.3, 1.7, 7.7, 1.7)
     ax.text(5.25, 0.3, "tile features stitched into one map, padding removed, a row-end token per row; global features added",
             ha="center", fontsize=8.5, color=GREY)  # fmt: skip
+    ax.text(5.25, 3.15, "the course's reconstruction of the paper's appendix (no released code)", ha="center",
+            fontsize=9, color=VERMILION, style="italic")  # fmt: skip
     _save(fig, "llava_hd")
 
 

@@ -59,8 +59,8 @@ def test_projectors_match_llava_builder_and_real_sizes():
     assert isinstance(lin, torch.nn.Linear)
     assert list(mlp.state_dict()) == ["0.weight", "0.bias", "2.weight", "2.bias"]
     assert mlp[1].approximate == "none"  # exact GELU
-    assert sum(p.numel() for p in lin.parameters()) == 4_198_400  # 4.2M (FACTS)
-    assert sum(p.numel() for p in mlp.parameters()) == 20_979_712  # 20.98M (FACTS)
+    assert sum(p.numel() for p in lin.parameters()) == 4_198_400  # 4.2M (LLaVA-1.5, 7B: 1024 → 4096)
+    assert sum(p.numel() for p in mlp.parameters()) == 20_979_712  # 20.98M (mlp2x_gelu, 7B)
     with pytest.raises(ValueError, match="mlp2x_gelu"):
         llava.build_projector("qformer", 1, 1)
 
@@ -120,7 +120,7 @@ def test_mini_llava_next_processor_agrees_where_conventions_agree(next_processor
 
 
 def test_the_convention_trap(next_processor):
-    """transformers reads pinpoints as (height, width) and rounds the unpadding differently (FACTS)."""
+    """transformers reads pinpoints as (height, width) and rounds the unpadding differently."""
     assert llava.anyres_num_tokens((300, 200)) == 976 and processor_count(next_processor, (300, 200)) == 1464
 
 
@@ -148,6 +148,43 @@ def test_resize_and_pad_matches_official(size):
     target = llava.select_best_resolution(size, llava.LLAVA_NEXT_PINPOINTS)
     ours = llava.resize_and_pad(img, target)
     assert ours.size == target and ours.tobytes() == official_resize_and_pad(img, target).tobytes()
+
+
+def official_expand2square(pil_img, background_color):
+    """llava/mm_utils.py expand2square, restated."""
+    width, height = pil_img.size
+    if width == height:
+        return pil_img
+    if width > height:
+        result = Image.new(pil_img.mode, (width, width), background_color)
+        result.paste(pil_img, (0, (width - height) // 2))
+        return result
+    result = Image.new(pil_img.mode, (height, height), background_color)
+    result.paste(pil_img, ((height - width) // 2, 0))
+    return result
+
+
+def test_clip_mean_colour_is_the_official_fill():
+    # image_mean in openai/clip-vit-large-patch14-336's preprocessor_config.json
+    clip_image_mean = (0.48145466, 0.4578275, 0.40821073)
+    assert llava.CLIP_MEAN_RGB == tuple(int(x * 255) for x in clip_image_mean)
+
+
+@pytest.mark.parametrize(
+    "size", [(640, 427), (427, 640), (336, 336), (1920, 1080), (301, 200), (200, 301), (1, 9), (4000, 3)]
+)
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_expand2square_matches_official(size, mode):
+    from course_utils import data
+
+    img = data.sample_photo("coffee").resize(size).convert(mode)
+    colour = llava.CLIP_MEAN_RGB if mode == "RGB" else 120
+    ours = llava.expand2square(img, colour)
+    theirs = official_expand2square(img, colour)
+    assert ours.size == theirs.size == (max(size), max(size)) and ours.mode == mode
+    assert ours.tobytes() == theirs.tobytes(), size
+    if size[0] != size[1]:  # the corners are padding, in the mean colour, and the image is not stretched
+        assert llava.expand2square(img.convert("RGB")).getpixel((0, 0)) == llava.CLIP_MEAN_RGB
 
 
 def test_hd_reconstruction():

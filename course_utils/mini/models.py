@@ -13,7 +13,7 @@ and *patch* sizes are the real ones, so the processors insert the real numbers o
 | ``blip2``    | ``Blip2ForConditionalGeneration``     | ``Blip2Processor``                          |
 | ``internvl`` | ``InternVLForConditionalGeneration``  | ``MiniInternVLProcessor`` (no video part)   |
 
-Version workarounds for transformers 5.x live here (see LAB_NOTES): PIL image processors (no torchvision),
+Version workarounds for transformers 5.x live here: PIL image processors (no torchvision, see README › Troubleshooting),
 a BLIP-2 tokenizer without a *named* image token, an InternVL processor without a video processor.
 
 Introduced in notebook 00; each model is taught in its own notebook (01 CLIP, 02 BLIP-2, 03–04 LLaVA, 06 InternVL).
@@ -57,7 +57,7 @@ from transformers.utils import logging as hf_logging
 from .tokenizer import EOT, IMAGE, IMG_CONTEXT, build_tokenizer, chat_template
 
 KINDS = ("clip", "llava", "llava_next", "blip2", "internvl")
-# LLaVA-NeXT's released grid pinpoints, (width, height) in the official repository (FACTS.md).
+# LLaVA-NeXT's released grid pinpoints, (width, height) in haotian-liu/LLaVA (see course_utils/llava.py).
 LLAVA_NEXT_PINPOINTS = [[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]]
 # CLIP's normalisation constants, used by LLaVA's and BLIP-2's processors as well.
 CLIP_MEAN, CLIP_STD = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
@@ -266,7 +266,7 @@ def build_blip2(
     """A tiny BLIP-2 (notebook 02): frozen ViT → Q-Former (32 queries) → FC → decoder LLM.
 
     The tokenizer has ``<image>`` but does not *name* it: transformers 5's Blip2Processor crashes on a named
-    image token (LAB_NOTES), and finds ``<image>`` by itself otherwise.
+    image token, and finds ``<image>`` by itself otherwise.
     """
     tokenizer = build_tokenizer(name_image_token=False)
     vision = Blip2VisionConfig(
@@ -323,7 +323,7 @@ def build_internvl(
 
     ViT → pixel shuffle (0.5) → mlp1 (LayerNorm → Linear → GELU → Linear) → decoder LLM; the prompt carries
     ``<img>`` + ``<IMG_CONTEXT>`` × (tokens per tile × tiles) + ``</img>``. ``layer_scale_init_value=1.0``
-    (InternViT uses 0.1) because a ViT trained from scratch learns much faster with it (LAB_NOTES).
+    (InternViT uses 0.1) because a ViT trained from scratch learns much faster with it (measured for this model).
     """
     tokenizer = build_tokenizer()
     tokens_per_tile = int((image_size // patch_size) ** 2 * 0.5**2)

@@ -8,8 +8,8 @@ sentences of its synthetic worlds. It keeps what matters for teaching:
 * a ChatML chat template (``<|im_start|>user ... <|im_end|>``), as InternVL2 and Qwen2 use;
 * lossless decoding: a piece keeps its leading space (" red"), so ``decode(encode(text)) == text`` for
   in-vocabulary text;
-* the Chinese words the labs need (dish names, cuisines, the seed's answer phrase "，图中的菜是") as whole-word
-  added tokens: a word the tokenizer splits into ``<unk>`` can never be learned (LAB_NOTES, notebook 08).
+* the Chinese words the labs need (dish names, cuisines, the original lab's answer phrase "，图中的菜是") as
+  whole-word added tokens: a word the tokenizer splits into ``<unk>`` can never be learned (notebook 08).
 
 Introduced in notebook 00; the vocabulary is used by every mini model.
 """
