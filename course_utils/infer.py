@@ -8,46 +8,84 @@
 
 ``chat`` returns a ``Session`` holding the conversation (``history``), the image and the last ``response``, as
 lmdeploy 0.18's ``Pipeline.chat`` does (``sess.response.text``, ``sess.history``). ``GenConfig`` turns sampling on
-whenever ``top_p`` or ``temperature`` is given: in lmdeploy ``do_sample`` defaults to False and those parameters are
-silently ignored without it (FACTS).
+whenever a sampling parameter is given: in lmdeploy ``do_sample`` defaults to False and ``top_p``/``temperature`` are
+silently ignored without it (lmdeploy's ``messages.GenerationConfig``); it also refuses the values lmdeploy refuses.
+
+**Image first.** The image goes before the question (``<img>…</img>\n{question}``), as InternVL's own ``chat`` and
+XTuner's InternVL dataset lay it out (and the mini models are trained). lmdeploy puts it *after* the text for a
+``(text, image)`` prompt and before it for ``(image, text)`` (``MultimodalProcessor._re_format_prompt_images_pair``),
+so ``LMDeployChat`` sends ``(image, text)``. ``image_first=False`` (per call, or per engine) gives the text-first
+layout on both backends.
 
 Two backends: ``TransformersChat`` (mini track: any transformers chat MLLM, the mini InternVL on CPU) and
 ``LMDeployChat`` (full track: InternVL2-2B with lmdeploy 0.18 on a GPU; lmdeploy is imported only when used).
+``enable_generate`` repairs InternVL2's remote code under transformers >= 4.50 (its ``chat`` baseline in 07), and
+``api_server_command`` / ``api_server`` / ``ask_api_server`` drive lmdeploy's OpenAI-compatible server.
 Introduced in notebook 07.
 """
 
 from __future__ import annotations
 
+import base64
+import io
+import json
+import subprocess
 import threading
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from PIL import Image
 
+# lmdeploy 0.18's GenerationConfig.__post_init__ asserts these ranges (messages.py); GenConfig refuses the same.
+LIMITS = {"temperature": (0.0, 2.0), "top_p": (0.0, 1.0), "top_k": (0, None), "min_p": (0.0, 1.0)}
+
 
 @dataclass
 class GenConfig:
-    """Generation settings; sampling is switched on as soon as ``top_p`` or ``temperature`` is set."""
+    """Generation settings, the same on both backends.
+
+    Sampling is switched on as soon as ``top_p``, ``temperature``, ``top_k`` or ``min_p`` is given, except that
+    ``temperature=0`` means greedy. Values outside lmdeploy's limits (temperature in [0, 2], top_p and min_p in
+    [0, 1], top_k ≥ 0) raise ``ValueError`` on every backend, so the mini track teaches the same limits.
+    """
 
     max_new_tokens: int = 32
     do_sample: bool = False
     top_p: float | None = None
     temperature: float | None = None
+    top_k: int | None = None
+    min_p: float | None = None
     seed: int | None = None
 
     def __post_init__(self):
-        if self.top_p is not None or self.temperature is not None:
+        for name, (low, high) in LIMITS.items():
+            value = getattr(self, name)
+            if value is not None and not (low <= value and (high is None or value <= high)):
+                span = f">= {low}" if high is None else f"between {low} and {high}"
+                raise ValueError(f"{name} must be {span} (lmdeploy's GenerationConfig limit), got {value}")
+        if any(getattr(self, name) is not None for name in LIMITS):
             self.do_sample = True
+        if self.temperature == 0:
+            self.do_sample = False  # temperature 0 = greedy (transformers refuses to sample at temperature 0)
+
+    def sampling(self) -> dict:
+        """The sampling parameters given (defaults filled in for top_p and temperature); empty when greedy."""
+        if not self.do_sample:
+            return {}
+        out = {"top_p": 1.0 if self.top_p is None else self.top_p, "temperature": self.temperature or 1.0}
+        return out | {
+            name: getattr(self, name) for name in ("top_k", "min_p") if getattr(self, name) is not None
+        }
 
     def generate_kwargs(self) -> dict:
-        kwargs = {"max_new_tokens": self.max_new_tokens, "do_sample": self.do_sample}
-        if self.do_sample:
-            kwargs |= {
-                "top_p": self.top_p if self.top_p is not None else 1.0,
-                "temperature": self.temperature or 1.0,
-            }
-        return kwargs
+        """Keyword arguments for transformers' ``generate``."""
+        return {"max_new_tokens": self.max_new_tokens, "do_sample": self.do_sample, **self.sampling()}
 
 
 @dataclass
@@ -60,11 +98,14 @@ class Response:
 
 @dataclass
 class Session:
-    """A conversation: (user text, assistant text) turns, the image of the first turn, the last response."""
+    """A conversation: (user text, assistant text) turns, the image of the first turn, the last response.
+
+    ``image_first``: where the image sits in the first turn (before the question, or after it)."""
 
     history: list[tuple[str, str]] = field(default_factory=list)
     image: Image.Image | None = None
     response: Response | None = None
+    image_first: bool = True
 
 
 def split_prompt(prompt: str | tuple[str, Image.Image]) -> tuple[str, Image.Image | None]:
@@ -82,13 +123,14 @@ def split_prompt(prompt: str | tuple[str, Image.Image]) -> tuple[str, Image.Imag
 
 
 def messages(session: Session, text: str) -> list[dict]:
-    """ChatML messages for the next turn; the image is attached to the first user turn, as LMDeploy keeps it."""
+    """ChatML messages for the next turn; the image is attached to the first user turn, as LMDeploy keeps it
+    (before the question, or after it with ``session.image_first=False``)."""
     turns = [*session.history, (text, None)]
     out = []
     for i, (user, assistant) in enumerate(turns):
         content = [{"type": "text", "text": user}]
         if i == 0 and session.image is not None:
-            content.insert(0, {"type": "image"})
+            content.insert(0 if session.image_first else 1, {"type": "image"})
         out.append({"role": "user", "content": content})
         if assistant is not None:
             out.append({"role": "assistant", "content": [{"type": "text", "text": assistant}]})
@@ -96,11 +138,14 @@ def messages(session: Session, text: str) -> list[dict]:
 
 
 class TransformersChat:
-    """The ``transformers`` backend: any image-text-to-text model with a chat-template processor (the mini InternVL)."""
+    """The ``transformers`` backend: any image-text-to-text model with a chat-template processor (the mini InternVL).
 
-    def __init__(self, model, processor):
+    ``image_first``: the default layout of a prompt's image (see the module docstring); each call may override it."""
+
+    def __init__(self, model, processor, *, image_first: bool = True):
         self.model = model.eval()
         self.processor = processor
+        self.image_first = image_first
         self.end_id = processor.tokenizer.convert_tokens_to_ids("<|im_end|>")
 
     def _inputs(self, sessions: list[Session], texts: list[str]):
@@ -113,9 +158,12 @@ class TransformersChat:
             raise ValueError("in one batch, either every prompt has an image or none has")
         return self.processor(images=images or None, text=prompts, return_tensors="pt", padding=True)
 
-    def _start(self, prompt, session: Session | None) -> tuple[Session, str]:
+    def _start(self, prompt, session: Session | None, image_first: bool | None) -> tuple[Session, str]:
         text, image = split_prompt(prompt)
-        session = Session(list(session.history), session.image) if session is not None else Session()
+        if session is not None:
+            session = Session(list(session.history), session.image, image_first=session.image_first)
+        else:
+            session = Session(image_first=self.image_first if image_first is None else image_first)
         if image is not None:
             if session.history:
                 raise ValueError("send the image with the first turn of a session (or start a new session)")
@@ -130,63 +178,52 @@ class TransformersChat:
             text, input_len, len(new_ids), "stop" if stopped or len(new_ids) < max_new else "length"
         )
 
-    @torch.no_grad()
-    def chat(self, prompt, session: Session | None = None, gen_config: GenConfig | None = None) -> Session:
-        """One turn: returns a new Session with this turn appended and ``.response`` set (the input is not changed)."""
-        gen = gen_config or GenConfig()
-        session, text = self._start(prompt, session)
-        inputs = self._inputs([session], [text])
+    def _generate(self, inputs, gen: GenConfig, **extra):
         if gen.seed is not None:
             torch.manual_seed(gen.seed)
-        out = self.model.generate(
-            **inputs,
-            **gen.generate_kwargs(),
-            eos_token_id=self.end_id,
-            pad_token_id=self.processor.tokenizer.pad_token_id,
-        )
+        with torch.no_grad():
+            return self.model.generate(**inputs, **gen.generate_kwargs(), eos_token_id=self.end_id,
+                                       pad_token_id=self.processor.tokenizer.pad_token_id, **extra)  # fmt: skip
+
+    def chat(
+        self, prompt, session: Session | None = None, gen_config: GenConfig | None = None, *, image_first=None
+    ) -> Session:
+        """One turn: returns a new Session with this turn appended and ``.response`` set (the input is not changed).
+
+        ``image_first`` (first turn only; later turns keep the session's layout): None = the engine's default."""
+        gen = gen_config or GenConfig()
+        session, text = self._start(prompt, session, image_first)
+        inputs = self._inputs([session], [text])
+        out = self._generate(inputs, gen)
         n = inputs["input_ids"].shape[1]
         session.response = self._response(out[0, n:].tolist(), n, gen.max_new_tokens)
         session.history.append((text, session.response.text))
         return session
 
-    def batch(self, prompts: list, gen_config: GenConfig | None = None) -> list[Response]:
+    def batch(
+        self, prompts: list, gen_config: GenConfig | None = None, *, image_first=None
+    ) -> list[Response]:
         """Independent single-turn prompts in one padded batch (all with images, or all without)."""
         gen = gen_config or GenConfig()
-        started = [self._start(p, None) for p in prompts]
+        started = [self._start(p, None, image_first) for p in prompts]
         inputs = self._inputs([s for s, _ in started], [t for _, t in started])
-        if gen.seed is not None:
-            torch.manual_seed(gen.seed)
-        with torch.no_grad():
-            out = self.model.generate(
-                **inputs,
-                **gen.generate_kwargs(),
-                eos_token_id=self.end_id,
-                pad_token_id=self.processor.tokenizer.pad_token_id,
-            )
+        out = self._generate(inputs, gen)
         n = inputs["input_ids"].shape[1]
         return [self._response(row[n:].tolist(), n, gen.max_new_tokens) for row in out]
 
     def stream(
-        self, prompt, session: Session | None = None, gen_config: GenConfig | None = None
+        self, prompt, session: Session | None = None, gen_config: GenConfig | None = None, *, image_first=None
     ) -> Iterator[str]:
         """Yield the answer piece by piece; the finished Session is then in ``self.last_session``."""
         from transformers import TextIteratorStreamer
 
         gen = gen_config or GenConfig()
-        session, text = self._start(prompt, session)
+        session, text = self._start(prompt, session, image_first)
         inputs = self._inputs([session], [text])
         streamer = TextIteratorStreamer(self.processor.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        if gen.seed is not None:
-            torch.manual_seed(gen.seed)
-        kwargs = dict(**inputs, **gen.generate_kwargs(), streamer=streamer, eos_token_id=self.end_id,
-                      pad_token_id=self.processor.tokenizer.pad_token_id)  # fmt: skip
         result: dict = {}
-
-        def run():
-            with torch.no_grad():
-                result["out"] = self.model.generate(**kwargs)
-
-        worker = threading.Thread(target=run, daemon=True)
+        worker = threading.Thread(target=lambda: result.update(out=self._generate(inputs, gen, streamer=streamer)),
+                                  daemon=True)  # fmt: skip
         worker.start()
         yield from streamer
         worker.join()
@@ -203,7 +240,7 @@ def lmdeploy_configs(
     cache_max_entry_count: float = 0.5,
     tp: int = 1,
 ):
-    """The engine config for ``lmdeploy.pipeline`` (lmdeploy 0.18), as the seed's lab sets it up.
+    """The engine config for ``lmdeploy.pipeline`` (lmdeploy 0.18), as the original InternVL2 lab set it up.
 
     ``session_len``: the longest conversation in tokens (prompt + history + answer; InternVL2-2B's image tiles count
     256 tokens each). ``cache_max_entry_count``: the share of *free* GPU memory the KV cache may take (lower it on a
@@ -226,53 +263,67 @@ def lmdeploy_gen_config(gen: GenConfig):
     """``GenConfig`` → ``lmdeploy.GenerationConfig`` with ``do_sample`` set whenever sampling is asked for."""
     import lmdeploy
 
-    kwargs = {"max_new_tokens": gen.max_new_tokens, "do_sample": gen.do_sample}
-    if gen.do_sample:
-        kwargs |= {
-            "top_p": gen.top_p if gen.top_p is not None else 1.0,
-            "temperature": gen.temperature or 1.0,
-        }
+    kwargs = {"max_new_tokens": gen.max_new_tokens, "do_sample": gen.do_sample, **gen.sampling()}
     if gen.seed is not None:
         kwargs["random_seed"] = gen.seed
     return lmdeploy.GenerationConfig(**kwargs)
 
 
+def check_response(response):
+    """Raise a clear RuntimeError for an lmdeploy Response that failed (``finish_reason == "error"``, empty text)."""
+    if getattr(response, "finish_reason", None) == "error":
+        code = getattr(response, "error_code", None) or "unknown"
+        message = getattr(response, "error_message", None) or "no message"
+        hint = " (raise session_len or send a smaller image)" if code == "context_length_exceeded" else ""
+        raise RuntimeError(
+            f"lmdeploy could not answer: finish_reason 'error', error_code {code!r}: {message}{hint}"
+        )
+    return response
+
+
 class LMDeployChat:
     """The ``lmdeploy`` backend (full track, GPU): InternVL2-2B through ``lmdeploy.pipeline``, same calls as above.
 
-    No ``ChatTemplateConfig``: the template name the seed used was removed in lmdeploy 0.12 and silently gives an
-    empty template; lmdeploy reads the right one from the model directory. ``trust_remote_code=True`` because InternVL
-    ships its own model code (the default became False in 0.13).
+    No ``ChatTemplateConfig``: the template name the original lab used was removed in lmdeploy 0.12 and silently gives
+    an empty template; lmdeploy reads the right one from the model directory. ``trust_remote_code=True`` because
+    InternVL ships its own model code (the default became False in 0.13). A failed request (lmdeploy answers
+    ``finish_reason="error"`` with empty text) raises RuntimeError instead of returning "".
     """
 
-    def __init__(self, model_dir, engine: str = "turbomind", **config):
+    def __init__(self, model_dir, engine: str = "turbomind", *, image_first: bool = True, **config):
         import lmdeploy
 
+        self.image_first = image_first
         self.pipe = lmdeploy.pipeline(
             str(model_dir), backend_config=lmdeploy_configs(engine, **config), trust_remote_code=True
         )
 
-    def chat(self, prompt, session=None, gen_config: GenConfig | None = None):
-        """One turn; returns lmdeploy's Session (``.response.text``, ``.history``), pass it back for the next."""
+    def _query(self, prompt, image_first):
         text, image = split_prompt(prompt)
-        query = text if image is None else (text, image)
-        return self.pipe.chat(
-            query, session=session, gen_config=lmdeploy_gen_config(gen_config or GenConfig())
-        )
+        if image is None:
+            return text
+        return (image, text) if (self.image_first if image_first is None else image_first) else (text, image)
 
-    def batch(self, prompts: list, gen_config: GenConfig | None = None) -> list:
+    def chat(self, prompt, session=None, gen_config: GenConfig | None = None, *, image_first=None):
+        """One turn; returns lmdeploy's Session (``.response.text``, ``.history``), pass it back for the next."""
+        gen = lmdeploy_gen_config(gen_config or GenConfig())
+        session = self.pipe.chat(self._query(prompt, image_first), session=session, gen_config=gen)
+        check_response(session.response)
+        return session
+
+    def batch(self, prompts: list, gen_config: GenConfig | None = None, *, image_first=None) -> list:
         """Independent prompts in one call (lmdeploy batches them internally); lmdeploy Responses."""
-        queries = [(t if i is None else (t, i)) for t, i in map(split_prompt, prompts)]
-        return self.pipe(queries, gen_config=lmdeploy_gen_config(gen_config or GenConfig()))
+        queries = [self._query(p, image_first) for p in prompts]
+        responses = self.pipe(queries, gen_config=lmdeploy_gen_config(gen_config or GenConfig()))
+        return [check_response(r) for r in responses]
 
-    def stream(self, prompt, gen_config: GenConfig | None = None) -> Iterator[str]:
+    def stream(self, prompt, gen_config: GenConfig | None = None, *, image_first=None) -> Iterator[str]:
         """Yield the answer piece by piece (single turn). In lmdeploy 0.18 each Response that ``stream_infer`` yields
         carries only the new text (``Pipeline.chat`` joins them with ``Response.extend``; checked by
         ``make test-full-stack``)."""
-        text, image = split_prompt(prompt)
-        query = text if image is None else (text, image)
-        for out in self.pipe.stream_infer([query], gen_config=lmdeploy_gen_config(gen_config or GenConfig())):
-            yield out.text
+        gen = lmdeploy_gen_config(gen_config or GenConfig())
+        for out in self.pipe.stream_infer([self._query(prompt, image_first)], gen_config=gen):
+            yield check_response(out).text
 
 
 BACKENDS = ("mini", "lmdeploy")
@@ -290,3 +341,174 @@ def make_engine(backend: str, model=None):
 
         return LMDeployChat(model or paths.model_dir())
     raise ValueError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
+
+
+def enable_generate(model):
+    """Give a remote-code model's language model ``generate`` back (transformers >= 4.50); returns ``model``.
+
+    InternVL2's remote ``chat`` calls ``self.language_model.generate``. Its ``InternLM2ForCausalLM`` is a
+    ``PreTrainedModel`` that defines ``prepare_inputs_for_generation`` but does not inherit ``GenerationMixin``, and
+    since transformers 4.50 ``PreTrainedModel`` no longer does either: "no attribute 'generate'"
+    (OpenGVLab/InternVL issue 1068). This switches the language model to a subclass that adds ``GenerationMixin``
+    after its own bases (what transformers' auto classes do for the top-level class of remote code) and gives it a
+    ``generation_config`` built from its config. Idempotent. Used by notebook 07's transformers baseline.
+    """
+    from transformers import GenerationConfig, GenerationMixin
+
+    lm = getattr(model, "language_model", model)
+    cls = type(lm)
+    if not isinstance(lm, GenerationMixin):
+        # the remote code reads and returns legacy tuple caches (``past_key_values[0][0].shape``), so generate
+        # must not hand it a ``DynamicCache``: what it does for models that declare no default cache support
+        legacy = {"_supports_default_dynamic_cache": classmethod(lambda _: False)}
+        lm.__class__ = type(cls.__name__, (cls, GenerationMixin), {"__module__": cls.__module__, **legacy})
+    if getattr(lm, "generation_config", None) is None:
+        lm.generation_config = GenerationConfig.from_model_config(lm.config)
+    return model
+
+
+# ---- lmdeploy's OpenAI-compatible server (notebook 07) ------------------------------------------------------------
+
+
+def api_server_command(
+    model_dir,
+    *,
+    port: int = 23333,
+    model_name: str = "InternVL2-2B",
+    session_len: int = 8192,
+    cache_max_entry_count: float = 0.5,
+    python: str | None = None,
+) -> list[str]:
+    """The argv of ``lmdeploy serve api_server`` for InternVL2 (flags of lmdeploy 0.18's ``cli/serve.py``).
+
+    ``--trust-remote-code`` (InternVL ships its own code; the default is False), ``--model-name`` (without it the
+    server serves the model under its path and a request naming ``model_name`` gets 404), ``--server-name 127.0.0.1``
+    (the default 0.0.0.0 listens on every network). ``python``: run it as ``python -m lmdeploy`` with that
+    interpreter (from a notebook: ``sys.executable``); None gives the command to type in a terminal.
+    """
+    head = ["lmdeploy"] if python is None else [str(python), "-m", "lmdeploy"]
+    return [*head, "serve", "api_server", str(model_dir), "--server-name", "127.0.0.1", "--server-port", str(port),
+            "--model-name", model_name, "--trust-remote-code", "--session-len", str(session_len),
+            "--cache-max-entry-count", str(cache_max_entry_count)]  # fmt: skip
+
+
+class ApiServerError(RuntimeError):
+    """The server answered with an HTTP error: ``status`` and the ``body`` it sent."""
+
+    def __init__(self, url: str, status: int, body: str):
+        super().__init__(f"{url} answered HTTP {status}: {body}")
+        self.status, self.body = status, body
+
+
+def _request(url: str, body: dict | None = None, timeout: float = 60) -> dict:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data, {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as reply:
+            return json.load(reply)
+    except urllib.error.HTTPError as err:
+        raise ApiServerError(url, err.code, err.read().decode(errors="replace")) from None
+    except urllib.error.URLError as err:
+        if isinstance(err.reason, ConnectionRefusedError):
+            raise ConnectionRefusedError(
+                f"no server on {url.split('/v1/')[0]} (connection refused)"
+            ) from None
+        raise
+
+
+def _openai():
+    try:
+        import openai
+    except ImportError:
+        return None
+    return openai
+
+
+def served_models(base_url: str = "http://127.0.0.1:23333", timeout: float = 10) -> list[str]:
+    """The model names the server serves (``GET /v1/models``)."""
+    return [card["id"] for card in _request(f"{base_url}/v1/models", timeout=timeout)["data"]]
+
+
+def image_content(image: Image.Image) -> dict:
+    """An OpenAI ``image_url`` content part carrying the image itself (a PNG data URL)."""
+    buf = io.BytesIO()
+    image.convert("RGB").save(buf, format="PNG")
+    return {"type": "image_url", "image_url": {"url": "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()}}  # fmt: skip
+
+
+def ask_api_server(
+    question: str,
+    image: Image.Image | None = None,
+    *,
+    base_url: str = "http://127.0.0.1:23333",
+    model: str | None = None,
+    max_tokens: int = 64,
+    image_first: bool = True,
+    timeout: float = 120,
+) -> str:
+    """Ask an OpenAI-compatible server one question (with an optional image) and return the answer's text.
+
+    ``model``: a served name; None takes the first one ``/v1/models`` lists (a name the server does not serve is a
+    404). Uses the ``openai`` package when installed (lmdeploy's environment has it), else the standard library.
+    An HTTP error raises ``ApiServerError`` (status + body); no server raises ``ConnectionRefusedError``.
+    """
+    openai = _openai()
+    content = [{"type": "text", "text": question}]
+    if image is not None:
+        content.insert(0 if image_first else 1, image_content(image))
+    body = {"messages": [{"role": "user", "content": content}], "max_completion_tokens": max_tokens}
+    if openai is None:
+        body["model"] = model or served_models(base_url, timeout)[0]
+        return _request(f"{base_url}/v1/chat/completions", body, timeout)["choices"][0]["message"]["content"]
+    client = openai.OpenAI(base_url=f"{base_url}/v1", api_key="none", timeout=timeout, max_retries=0)
+    try:
+        body["model"] = model or client.models.list().data[0].id
+        return client.chat.completions.create(**body).choices[0].message.content
+    except openai.APIStatusError as err:
+        raise ApiServerError(str(err.request.url), err.status_code, err.response.text) from None
+    except openai.APIConnectionError as err:
+        raise ConnectionRefusedError(f"no server on {base_url} ({type(err).__name__})") from None
+
+
+@contextmanager
+def api_server(
+    argv: list[str], *, base_url: str | None = None, timeout: float = 600, log: str | Path | None = None
+):
+    """Start ``argv`` (``api_server_command(..., python=sys.executable)``) in the background, wait until its
+    ``/v1/models`` answers, yield the base URL, and stop the server on leaving the ``with`` block.
+
+    The server's output goes to ``log`` (default: a temporary file); if it exits or is not up within ``timeout``
+    seconds, RuntimeError with the end of that log."""
+    import tempfile
+
+    port = argv[argv.index("--server-port") + 1] if "--server-port" in argv else "23333"
+    base_url = base_url or f"http://127.0.0.1:{port}"
+    log = Path(log) if log else Path(tempfile.mkdtemp(prefix="api_server-")) / "server.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                served_models(base_url, timeout=5)
+                break
+            except (ConnectionRefusedError, ApiServerError, urllib.error.URLError, OSError):
+                pass
+            tail = lambda: log.read_text(errors="replace")[-2000:]  # noqa: E731
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"the api_server exited with code {proc.returncode}; its log ({log}):\n{tail()}"
+                )
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"the api_server did not answer within {timeout:.0f} s; its log ({log}):\n{tail()}"
+                )
+            time.sleep(1)
+        yield base_url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -1,9 +1,12 @@
 """The transformers chat backend end to end, on a tiny (untrained) mini InternVL and on greedy determinism."""
 
 import dataclasses
+import types
+from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 from course_utils import data, infer
 from course_utils.mini import internvl_train as T
@@ -27,8 +30,40 @@ def images():
 def test_gen_config_turns_sampling_on_with_sampling_parameters():
     assert not infer.GenConfig().do_sample
     assert infer.GenConfig(top_p=0.8).do_sample and infer.GenConfig(temperature=0.8).do_sample
+    assert infer.GenConfig(top_k=5).do_sample and infer.GenConfig(min_p=0.1).do_sample
     kw = infer.GenConfig(top_p=0.8, temperature=0.7, max_new_tokens=5).generate_kwargs()
     assert kw == {"max_new_tokens": 5, "do_sample": True, "top_p": 0.8, "temperature": 0.7}
+    assert infer.GenConfig(temperature=0.0, top_p=0.8).generate_kwargs() == {
+        "max_new_tokens": 32,
+        "do_sample": False,
+    }
+
+
+# lmdeploy 0.18's GenerationConfig.__post_init__: 0 <= temperature <= 2, 0 <= top_p <= 1, top_k >= 0, 0 <= min_p <= 1
+@pytest.mark.parametrize(
+    ("name", "value", "limit"),
+    [("temperature", 3.0, "between 0.0 and 2.0"), ("temperature", -0.1, "between 0.0 and 2.0"),
+     ("top_p", 1.5, "between 0.0 and 1.0"), ("top_p", -0.5, "between 0.0 and 1.0"), ("top_k", -1, ">= 0"),
+     ("min_p", 1.2, "between 0.0 and 1.0"), ("min_p", -0.01, "between 0.0 and 1.0")],
+)  # fmt: skip
+def test_gen_config_refuses_what_lmdeploy_refuses(name, value, limit):
+    with pytest.raises(ValueError, match=rf"{name} must be {limit} .*got {value}"):
+        infer.GenConfig(**{name: value})
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"temperature": 0.0},
+        {"temperature": 2.0},
+        {"top_p": 0.0},
+        {"top_p": 1.0},
+        {"top_k": 0},
+        {"min_p": 1.0},
+    ],
+)
+def test_gen_config_accepts_lmdeploys_limits_themselves(kwargs):
+    infer.GenConfig(**kwargs)
 
 
 def test_multi_turn_with_an_image_keeps_history_and_image(engine, images):
@@ -91,7 +126,7 @@ def test_sampling_is_seeded_and_changes_with_temperature(engine, images):
     texts = {
         engine.chat(
             ("describe the image.", images[2]),
-            gen_config=infer.GenConfig(temperature=5.0, seed=s, max_new_tokens=6),
+            gen_config=infer.GenConfig(temperature=2.0, seed=s, max_new_tokens=6),
         ).response.text
         for s in range(6)
     }
@@ -136,6 +171,15 @@ def test_lmdeploy_configs_and_sampling_switch(fake_lmdeploy):
     assert greedy == {"max_new_tokens": 64, "do_sample": False}
     _, _, sampled = infer.lmdeploy_gen_config(infer.GenConfig(top_p=0.8, temperature=0.8, seed=1))
     assert sampled["do_sample"] is True and sampled["top_p"] == 0.8 and sampled["random_seed"] == 1
+    _, _, top_k = infer.lmdeploy_gen_config(infer.GenConfig(top_k=5, min_p=0.1))
+    assert top_k == {
+        "max_new_tokens": 32,
+        "do_sample": True,
+        "top_p": 1.0,
+        "temperature": 1.0,
+        "top_k": 5,
+        "min_p": 0.1,
+    }
 
 
 def test_lmdeploy_pipeline_trusts_remote_code_and_sets_no_template(fake_lmdeploy):
@@ -144,3 +188,285 @@ def test_lmdeploy_pipeline_trusts_remote_code_and_sets_no_template(fake_lmdeploy
     assert name == "pipeline" and args == ("/models/InternVL2-2B",)
     assert kwargs["trust_remote_code"] is True and "chat_template_config" not in kwargs
     assert kwargs["backend_config"][0] == "TurbomindEngineConfig"
+
+
+def test_lmdeploy_chat_sends_the_image_first_unless_told_otherwise(fake_lmdeploy, images):
+    calls = []
+
+    class Pipe:
+        def chat(self, query, session=None, gen_config=None):
+            calls.append(query)
+            return types.SimpleNamespace(response=types.SimpleNamespace(text="ok", finish_reason="stop"))
+
+        def __call__(self, queries, gen_config=None):
+            calls.append(queries)
+            return [types.SimpleNamespace(text="ok", finish_reason="stop") for _ in queries]
+
+    chat = infer.LMDeployChat("/models/InternVL2-2B")
+    chat.pipe = Pipe()
+    chat.chat(("q", images[0]))
+    chat.chat(("q", images[0]), image_first=False)
+    chat.batch([("q", images[0])])
+    chat.chat("text only")
+    assert (
+        isinstance(calls[0][0], Image.Image) and calls[0][1] == "q"
+    )  # (image, text): lmdeploy puts the image first
+    assert calls[1][0] == "q" and isinstance(calls[1][1], Image.Image)  # (text, image): after the text
+    assert isinstance(calls[2][0][0], Image.Image) and calls[3] == "text only"
+    text_first = infer.LMDeployChat("/m", image_first=False)
+    text_first.pipe = Pipe()
+    text_first.chat(("q", images[0]))
+    assert calls[4][0] == "q"
+
+
+def test_transformers_chat_image_first_and_text_first_layouts(engine, images):
+    first = infer.messages(infer.Session(image=images[0]), "q")[0]["content"]
+    after = infer.messages(infer.Session(image=images[0], image_first=False), "q")[0]["content"]
+    assert first == [{"type": "image"}, {"type": "text", "text": "q"}]
+    assert after == [{"type": "text", "text": "q"}, {"type": "image"}]
+    gen = infer.GenConfig(max_new_tokens=2)
+    s = engine.chat(("what shape is it?", images[0]), gen_config=gen, image_first=False)
+    assert s.image_first is False and engine.chat("and?", session=s, gen_config=gen).image_first is False
+    assert engine.chat(("what shape is it?", images[0]), gen_config=gen).image_first is True  # the default
+    prompt = engine.processor.apply_chat_template(infer.messages(s, "x"), add_generation_prompt=True)
+    assert prompt.index("what shape is it?") < prompt.index("<IMG_CONTEXT>")
+
+
+# ---- remote code without generate (transformers >= 4.50) --------------------------------------------------------
+
+
+def _remote_code_model():
+    """Shaped like InternVL2's remote code: a PreTrainedModel LM defining prepare_inputs_for_generation but not
+    inheriting GenerationMixin, inside an outer model that calls ``self.language_model.generate``."""
+    from torch import nn
+    from transformers import PretrainedConfig, PreTrainedModel
+    from transformers.modeling_outputs import CausalLMOutputWithPast
+
+    class Config(PretrainedConfig):
+        model_type = "course_remote_lm"
+
+        def __init__(self, vocab_size=11, hidden_size=8, **kwargs):
+            self.vocab_size, self.hidden_size = vocab_size, hidden_size
+            self.num_hidden_layers, self.num_attention_heads = 1, 1
+            super().__init__(**kwargs)
+
+    class RemoteLM(PreTrainedModel):
+        config_class = Config
+
+        def __init__(self, config):
+            super().__init__(config)
+            self.emb = nn.Embedding(config.vocab_size, config.hidden_size)
+            self.out = nn.Linear(config.hidden_size, config.vocab_size)
+            self.post_init()
+
+        def forward(self, input_ids=None, attention_mask=None, **kwargs):
+            return CausalLMOutputWithPast(logits=self.out(self.emb(input_ids)))
+
+        def prepare_inputs_for_generation(self, input_ids, **kwargs):
+            return {"input_ids": input_ids}
+
+    class ChatModel(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.language_model = RemoteLM(Config())
+
+        def chat(self, ids):
+            return self.language_model.generate(ids, max_new_tokens=3, do_sample=False)
+
+    return ChatModel()
+
+
+def test_enable_generate_gives_remote_code_generate_back():
+    torch.manual_seed(0)
+    model = _remote_code_model()
+    ids = torch.tensor([[1, 2, 3]])
+    with pytest.raises(AttributeError, match="generate"):
+        model.chat(ids)  # transformers >= 4.50: what InternVL2's chat() runs into (OpenGVLab/InternVL#1068)
+    assert infer.enable_generate(model) is model
+    cls = type(model.language_model)
+    out = model.chat(ids)
+    assert out.shape == (1, 6) and out[0, :3].tolist() == [1, 2, 3]
+    assert model.language_model.generation_config is not None and cls.can_generate()
+    assert type(infer.enable_generate(model).language_model) is cls  # idempotent
+    assert cls.__name__ == "RemoteLM" and cls.__mro__[1].__name__ == "RemoteLM"
+
+
+# ---- lmdeploy's api_server ---------------------------------------------------------------------------------------
+
+REHEARSAL = Path(__file__).parent / "rehearsal" / "standins"
+
+
+def _load(name, path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_api_server_command_names_the_model_and_trusts_remote_code():
+    argv = infer.api_server_command("/root/share/new_models/OpenGVLab/InternVL2-2B", port=23334, session_len=4096,
+                                    cache_max_entry_count=0.2)  # fmt: skip
+    assert argv == ["lmdeploy", "serve", "api_server", "/root/share/new_models/OpenGVLab/InternVL2-2B",
+                    "--server-name", "127.0.0.1", "--server-port", "23334", "--model-name", "InternVL2-2B",
+                    "--trust-remote-code", "--session-len", "4096", "--cache-max-entry-count", "0.2"]  # fmt: skip
+    assert infer.api_server_command("/m", python="/env/bin/python")[:4] == [
+        "/env/bin/python",
+        "-m",
+        "lmdeploy",
+        "serve",
+    ]
+    # the stand-in's parser (same flag names as lmdeploy 0.18's, checked by make test-full-stack) accepts it
+    cli = _load("lmdeploy_standin_cli", REHEARSAL / "lmdeploy" / "cli.py")
+    args = cli.build_parser().parse_args(argv[1:])
+    assert (args.model_name, args.trust_remote_code, args.server_port, args.session_len) == (
+        "InternVL2-2B",
+        True,
+        23334,
+        4096,
+    )
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args([*argv[1:], "--no-such-flag"])
+
+
+@pytest.fixture
+def openai_server(monkeypatch):
+    """A stdlib OpenAI-compatible server on 127.0.0.1 serving "InternVL2-2B" with an echo model; urllib client."""
+    monkeypatch.setattr(infer, "_openai", lambda: None)
+    server_mod = _load("lmdeploy_standin_openai_server", REHEARSAL / "lmdeploy" / "openai_server.py")
+    seen = []
+
+    def reply(messages, body):
+        seen.append((messages, body))
+        parts = messages[-1]["content"]
+        image = next(
+            server_mod.decode_image(p["image_url"]["url"]) for p in parts if p["type"] == "image_url"
+        )
+        return (
+            f"{parts[1 - [p['type'] for p in parts].index('image_url')]['text']} {image.size}",
+            "stop",
+            5,
+            2,
+        )
+
+    server = server_mod.make_server(["InternVL2-2B"], reply)
+    url = server_mod.serve_in_background(server)
+    yield url, seen
+    server.shutdown()
+    server.server_close()
+
+
+def test_ask_api_server_happy_path_and_http_errors(openai_server, images):
+    url, seen = openai_server
+    assert infer.served_models(url) == ["InternVL2-2B"]
+    assert (
+        infer.ask_api_server("what is it?", images[0], base_url=url, max_tokens=8)
+        == f"what is it? {images[0].size}"
+    )
+    messages, body = seen[-1]
+    assert body["model"] == "InternVL2-2B" and body["max_completion_tokens"] == 8
+    assert messages[0]["content"][0]["type"] == "image_url"  # image first
+    with pytest.raises(
+        infer.ApiServerError, match=r"HTTP 404: .*The model 'internvl2' does not exist"
+    ) as err:
+        infer.ask_api_server("what is it?", images[0], base_url=url, model="internvl2")
+    assert err.value.status == 404
+
+
+def test_ask_api_server_without_a_server_says_so():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # a port nobody listens on
+    with pytest.raises(ConnectionRefusedError, match=f"no server on http://127.0.0.1:{port}"):
+        infer.ask_api_server("hi", base_url=f"http://127.0.0.1:{port}")
+
+
+SERVER_SCRIPT = """
+import sys
+sys.path.insert(0, {folder!r})
+import openai_server
+port = int(sys.argv[sys.argv.index("--server-port") + 1])
+openai_server.make_server(["InternVL2-2B"], lambda m, b: ("ok", "stop", 1, 1), port=port).serve_forever()
+"""
+
+
+def test_api_server_starts_waits_and_stops(tmp_path):
+    import socket
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    script = SERVER_SCRIPT.format(folder=str(REHEARSAL / "lmdeploy"))
+    with infer.api_server([sys.executable, "-c", script, "--server-port", str(port)], timeout=60) as url:
+        assert url == f"http://127.0.0.1:{port}" and infer.served_models(url) == ["InternVL2-2B"]
+    with pytest.raises(ConnectionRefusedError):
+        infer.served_models(url)  # stopped
+    with pytest.raises(RuntimeError, match=r"(?s)exited with code 3.*boom"):
+        with infer.api_server([sys.executable, "-c", "print('boom'); raise SystemExit(3)", "--server-port", "1"],
+                              log=tmp_path / "log.txt"):  # fmt: skip
+            pass
+
+
+# ---- the lmdeploy stand-in of the CPU rehearsal -------------------------------------------------------------------
+
+
+@pytest.fixture
+def standin_lmdeploy(monkeypatch, engine, tmp_path):
+    """The rehearsal's ``lmdeploy`` package, its engine replaced by this file's tiny mini InternVL."""
+    import sys
+
+    for name in [m for m in sys.modules if m == "lmdeploy" or m.startswith("lmdeploy.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.syspath_prepend(str(REHEARSAL))
+    import lmdeploy
+
+    # lmdeploy.pipeline is the function (as in lmdeploy): the module is in sys.modules
+    monkeypatch.setattr(sys.modules["lmdeploy.pipeline"], "load_engine", lambda: engine)
+    model = tmp_path / "InternVL2-2B"
+    model.mkdir()
+    (model / "config.json").write_text(
+        '{"auto_map": {"AutoModel": "modeling_internvl_chat.InternVLChatModel"}}'
+    )
+    yield lmdeploy, model
+    for name in [m for m in sys.modules if m == "lmdeploy" or m.startswith("lmdeploy.")]:
+        del sys.modules[name]
+
+
+def test_standin_refuses_remote_code_without_trust_and_bad_values(standin_lmdeploy):
+    lmdeploy, model = standin_lmdeploy
+    assert lmdeploy.__version__ == "0.18.0"
+    with pytest.raises(ValueError, match="trust_remote_code=True"):
+        lmdeploy.pipeline(str(model))
+    with pytest.raises(AssertionError):
+        lmdeploy.GenerationConfig(temperature=3.0)
+    with pytest.raises(AssertionError):
+        lmdeploy.PytorchEngineConfig(cache_max_entry_count=1.0)
+
+
+def test_lmdeploy_chat_on_the_standin_multi_turn_batch_stream(standin_lmdeploy, images):
+    _, model = standin_lmdeploy
+    chat = infer.LMDeployChat(model, session_len=4096)
+    gen = infer.GenConfig(max_new_tokens=4)
+    first = chat.chat(("what colour is the shape?", images[0]), gen_config=gen)
+    second = chat.chat("what shape is it?", session=first, gen_config=gen)
+    assert second is first and len(second.history) == 2 and isinstance(second.response.text, str)
+    assert second.response.finish_reason in ("stop", "length")
+    [r] = chat.batch([("what shape is it?", images[1])], gen)
+    assert "".join(chat.stream(("what shape is it?", images[1]), gen)).strip() == r.text
+
+
+def test_lmdeploy_chat_raises_when_lmdeploy_answers_with_an_error(standin_lmdeploy, images):
+    _, model = standin_lmdeploy
+    chat = infer.LMDeployChat(model, session_len=8)  # far too short for an image
+    with pytest.raises(
+        RuntimeError, match=r"finish_reason 'error', error_code 'context_length_exceeded'.*session_len"
+    ):
+        chat.chat(("what colour is the shape?", images[0]))
+    with pytest.raises(RuntimeError, match="context_length_exceeded"):
+        chat.batch([("what colour is the shape?", images[0])])
+    with pytest.raises(RuntimeError, match="context_length_exceeded"):
+        list(chat.stream(("what colour is the shape?", images[0])))

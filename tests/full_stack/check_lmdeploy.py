@@ -7,11 +7,17 @@ everything up to that call: our configs are real lmdeploy objects with the value
 Pipeline methods we call accept the arguments we pass.
 """
 
+import argparse
+import importlib.util
 import inspect
+import itertools
+import pathlib
 
 import lmdeploy
 
 from course_utils import infer
+
+STANDIN = pathlib.Path(__file__).resolve().parents[1] / "rehearsal" / "standins" / "lmdeploy"
 
 
 def main() -> None:
@@ -58,6 +64,12 @@ def main() -> None:
     _check_demo()
     _check_evaluate()
     _check_mini_refused()
+    standin = _load_standin()
+    _check_limits(standin)
+    _check_engine_configs(standin)
+    _check_api_server_flags(standin)
+    _check_client(standin)
+    _check_enable_generate()
     print("lmdeploy full-stack check: OK")
 
 
@@ -118,6 +130,223 @@ def _check_demo() -> None:
         assert text == "what is it? (600, 400)", text
     finally:
         app.close()
+
+
+def _load_standin():
+    """The rehearsal's stand-in ``lmdeploy`` package, imported as ``lmdeploy_standin`` beside the real one."""
+    spec = importlib.util.spec_from_file_location(
+        "lmdeploy_standin", STANDIN / "__init__.py", submodule_search_locations=[str(STANDIN)]
+    )
+    module = importlib.util.module_from_spec(spec)
+    import sys
+
+    sys.modules["lmdeploy_standin"] = module
+    spec.loader.exec_module(module)
+    assert module.__version__ == lmdeploy.__version__, (module.__version__, lmdeploy.__version__)
+    return module
+
+
+def _accepts(make, **kwargs) -> bool:
+    try:
+        make(**kwargs)
+    except Exception:  # AssertionError, pydantic's ValidationError, ValueError
+        return False
+    return True
+
+
+def _check_limits(standin) -> None:
+    """infer.GenConfig and the stand-in's GenerationConfig accept and refuse exactly what lmdeploy's does."""
+    values = {
+        "temperature": [-0.5, -0.01, 0.0, 0.7, 1.3, 2.0, 2.01, 3.0],
+        "top_p": [-0.1, 0.0, 0.5, 1.0, 1.01],
+        "top_k": [-1, 0, 1, 50],
+        "min_p": [-0.1, 0.0, 0.5, 1.0, 1.1],
+    }
+    for name, vals in values.items():
+        for v in vals:
+            real = _accepts(lmdeploy.GenerationConfig, **{name: v})
+            ours = _accepts(infer.GenConfig, **{name: v})
+            stand = _accepts(standin.GenerationConfig, **{name: v})
+            assert real == ours == stand, f"{name}={v}: lmdeploy {real}, GenConfig {ours}, stand-in {stand}"
+            if ours:  # what GenConfig passes on is accepted too
+                lmdeploy_gen = infer.lmdeploy_gen_config(infer.GenConfig(**{name: v}))
+                assert isinstance(lmdeploy_gen, lmdeploy.GenerationConfig), lmdeploy_gen
+    for n in (0, 1, 2, 1.0):
+        assert _accepts(lmdeploy.GenerationConfig, n=n) == _accepts(standin.GenerationConfig, n=n), n
+    for name, value in [("temperature", 3.0), ("top_p", 1.5), ("top_k", -1), ("min_p", 2.0)]:
+        try:
+            infer.GenConfig(**{name: value})
+        except ValueError as err:
+            assert name in str(err) and str(value) in str(err), err
+    print(
+        "GenerationConfig limits: GenConfig and the stand-in match lmdeploy on",
+        sum(map(len, values.values())),
+        "values",
+    )
+
+
+def _check_engine_configs(standin) -> None:
+    """The stand-in's engine configs accept and refuse what lmdeploy's do, for the fields the course sets."""
+    matrix = {
+        "dtype": ["auto", "float16", "bfloat16", "float32"],
+        "tp": [0, 1, 2],
+        "session_len": [None, 4096, 8192],
+        "cache_max_entry_count": [0.0, 0.2, 0.5, 0.99, 1.0, 1.5],
+        "quant_policy": [0, 3, 4, 8, 16, 42],
+    }
+    cases = 0
+    for cls in ("TurbomindEngineConfig", "PytorchEngineConfig"):
+        real, stand = getattr(lmdeploy, cls), getattr(standin, cls)
+        for name, vals in matrix.items():
+            for v in vals:
+                assert _accepts(real, **{name: v}) == _accepts(stand, **{name: v}), f"{cls}({name}={v})"
+                cases += 1
+        for tp, cache in itertools.product([1, 2], [0.2, 1.0]):
+            kw = {"tp": tp, "cache_max_entry_count": cache, "session_len": 8192}
+            assert _accepts(real, **kw) == _accepts(stand, **kw), f"{cls}({kw})"
+    print(f"engine configs: the stand-in matches lmdeploy on {cases} values")
+
+
+def _real_cli():
+    from lmdeploy.cli.cli import CLI
+    from lmdeploy.cli.lite import SubCliLite
+    from lmdeploy.cli.serve import SubCliServe
+
+    if not CLI.subparsers.choices.get("serve") or "api_server" not in SubCliServe.subparsers.choices:
+        CLI.add_parsers()  # what lmdeploy's cli/entrypoint.py run() does before parse_args
+        SubCliServe.add_parsers()
+        SubCliLite.add_parsers()
+    return CLI.parser
+
+
+def _subparser(parser: argparse.ArgumentParser, *path: str) -> argparse.ArgumentParser:
+    for name in path:
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        parser = sub.choices[name]
+    return parser
+
+
+def _check_api_server_flags(standin) -> None:
+    """infer.api_server_command parses with lmdeploy's real CLI parser to the values we meant; the stand-in's
+    api_server flags are a subset of the real ones, with the same types, defaults and choices."""
+    parser = _real_cli()
+    model = "/root/share/new_models/OpenGVLab/InternVL2-2B"
+    for python in (None, "/envs/lmdeploy/bin/python"):
+        argv = infer.api_server_command(
+            model, port=23334, session_len=4096, cache_max_entry_count=0.2, python=python
+        )
+        head = 1 if python is None else 3
+        assert argv[:head] == (["lmdeploy"] if python is None else [python, "-m", "lmdeploy"]), argv
+        args = parser.parse_args(argv[head:])
+        got = (args.model_path, args.server_name, args.server_port, args.model_name, args.trust_remote_code,
+               args.session_len, args.cache_max_entry_count, args.backend)  # fmt: skip
+        assert got == (model, "127.0.0.1", 23334, "InternVL2-2B", True, 4096, 0.2, "turbomind"), got
+        assert args.run.__name__ == "api_server", args.run
+    real = _subparser(parser, "serve", "api_server")._option_string_actions
+    cli = importlib.import_module("lmdeploy_standin.cli")
+    ours = _subparser(cli.build_parser(), "serve", "api_server")._option_string_actions
+    extra = sorted(set(ours) - set(real))
+    assert not extra, f"the stand-in's api_server has flags lmdeploy's does not: {extra}"
+    for flag, action in ours.items():
+        if flag.startswith("--") and flag != "--help":
+            r = real[flag]
+            same = (type(action), action.type, action.default, action.choices, action.nargs)
+            assert same == (type(r), r.type, r.default, r.choices, r.nargs), (flag, same, r)
+    print(
+        f"api_server: our argv parses with lmdeploy's parser; the stand-in's {len(ours) - 2} flags are lmdeploy's"
+    )
+
+
+def _check_client(standin) -> None:
+    """ask_api_server through the openai package of this environment against an OpenAI-compatible stand-in."""
+    import socket
+
+    import openai
+
+    from course_utils import data
+
+    assert infer._openai() is openai
+    server_mod = importlib.import_module("lmdeploy_standin.openai_server")
+    server = server_mod.make_server(["InternVL2-2B"], lambda messages, body: ("a cup", "stop", 10, 2))
+    url = server_mod.serve_in_background(server)
+    try:
+        image = data.sample_photo("coffee")
+        assert infer.ask_api_server("what is it?", image, base_url=url) == "a cup"
+        try:
+            infer.ask_api_server("what is it?", image, base_url=url, model="internvl2")
+        except infer.ApiServerError as err:
+            assert err.status == 404 and "does not exist" in str(err), err
+        else:
+            raise AssertionError("no 404 for a model the server does not serve")
+    finally:
+        server.shutdown()
+        server.server_close()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    try:
+        infer.ask_api_server("hi", base_url=f"http://127.0.0.1:{port}")
+    except ConnectionRefusedError as err:
+        assert "no server on" in str(err), err
+    else:
+        raise AssertionError("no ConnectionRefusedError without a server")
+    print("ask_api_server: openai", openai.__version__, "client: answer, 404 and no-server cases as expected")
+
+
+def _check_enable_generate() -> None:
+    """Under this environment's transformers, enable_generate makes a remote-code-shaped LM generate, with the
+    legacy tuple KV cache InternLM2's remote code reads (``past_key_values[0][0].shape[2]``)."""
+    import torch
+    import transformers
+    from torch import nn
+    from transformers import PretrainedConfig, PreTrainedModel
+    from transformers.modeling_outputs import CausalLMOutputWithPast
+
+    class Config(PretrainedConfig):
+        model_type = "course_legacy_lm"
+
+        def __init__(self, vocab_size=13, hidden_size=8, **kwargs):
+            self.vocab_size, self.hidden_size, self.num_hidden_layers = vocab_size, hidden_size, 1
+            super().__init__(**kwargs)
+
+    class LegacyLM(PreTrainedModel):  # like InternLM2ForCausalLM: no GenerationMixin, tuple caches
+        config_class = Config
+
+        def __init__(self, config):
+            super().__init__(config)
+            self.emb, self.out = nn.Embedding(13, 8), nn.Linear(8, 13)
+            self.post_init()
+
+        def forward(
+            self, input_ids=None, past_key_values=None, attention_mask=None, use_cache=None, **kwargs
+        ):
+            past = 0 if past_key_values is None else past_key_values[0][0].shape[2]
+            h = self.emb(input_ids)
+            cache = ((torch.zeros(1, 1, past + input_ids.shape[1], 1),) * 2,)
+            return CausalLMOutputWithPast(logits=self.out(h), past_key_values=cache)
+
+        def prepare_inputs_for_generation(
+            self, input_ids, past_key_values=None, attention_mask=None, **kwargs
+        ):
+            if past_key_values is not None:
+                input_ids = input_ids[:, past_key_values[0][0].shape[2] :]
+            return {
+                "input_ids": input_ids,
+                "past_key_values": past_key_values,
+                "attention_mask": attention_mask,
+            }
+
+    class Chat(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.language_model = LegacyLM(Config())
+
+    model = Chat()
+    assert not hasattr(model.language_model, "generate"), transformers.__version__
+    infer.enable_generate(infer.enable_generate(model))
+    out = model.language_model.generate(torch.tensor([[1, 2, 3]]), max_new_tokens=4, do_sample=False)
+    assert out.shape == (1, 7), out
+    print("enable_generate: a remote-code-shaped LM generates with transformers", transformers.__version__)
 
 
 def _find_pipeline_class():
