@@ -217,17 +217,82 @@ def check_kernels(kernels: set[str] | None = None, gpu: bool | None = None) -> l
     return out
 
 
-def check_lab_envs(gpu: bool | None = None) -> list[Check]:
-    """The two GPU-lab environments (found by ``paths.lab_env``); missing ones are warned about only with a GPU."""
+def driver_cuda() -> tuple[int, int] | None:
+    """The highest CUDA version the NVIDIA driver supports ("CUDA Version: 12.2" in ``nvidia-smi``), or None."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["nvidia-smi"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    m = re.search(r"CUDA Version:\s*(\d+)\.(\d+)", out)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def env_torch_cuda(python) -> str | None:
+    """``torch.version.cuda`` in the environment of ``python`` ("" for a CPU build; None when torch does not import)."""
+    import subprocess
+
+    code = "import torch; print(torch.version.cuda or '')"
+    try:
+        run = subprocess.run([str(python), "-c", code], capture_output=True, text=True, timeout=300)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return run.stdout.strip().splitlines()[-1] if run.returncode == 0 and run.stdout.strip() else (
+        "" if run.returncode == 0 else None)  # fmt: skip
+
+
+def check_torch_cuda(lab: str, torch_cuda: str | None, driver: tuple[int, int] | None) -> Check:
+    """A lab environment's torch build against the driver: a CUDA 13 build on a CUDA 12.x driver cannot start."""
+    label, fix = (
+        f"{lab} torch",
+        f"reinstall the pinned CUDA 12 build: conda env update -n {paths.LAB_ENVS[lab]} -f envs/{lab}.yml",
+    )
+    if torch_cuda is None:
+        return Check(FAIL, label, "torch does not import in the environment", fix)
+    if torch_cuda == "":
+        return Check(WARN, label, "a CPU-only torch build: the lab needs a CUDA build", fix)
+    built = tuple(int(x) for x in torch_cuda.split(".")[:2])
+    if driver is None:
+        return Check(OK, label, f"CUDA {torch_cuda} build (driver's CUDA version unknown: no nvidia-smi)")
+    have = f"{driver[0]}.{driver[1]}"
+    if built[0] > driver[0]:
+        return Check(WARN, label, f"CUDA {torch_cuda} build, but the driver supports CUDA {have}: it needs a newer driver", fix)  # fmt: skip
+    if built > driver:
+        return Check(OK, label, f"CUDA {torch_cuda} build on a CUDA {have} driver (CUDA {built[0]}.x minor-version compatibility)")  # fmt: skip
+    return Check(OK, label, f"CUDA {torch_cuda} build, driver supports CUDA {have}")
+
+
+def check_xtuner_launcher(env_dir: Path, path: str | None = None) -> Check:
+    """`xtuner train` re-runs `python` from PATH (xtuner/entry_point.py): which python would that be here?"""
+    found = shutil.which("python", path=path)
+    own = env_dir / "bin" / "python"
+    if found and Path(found).parent.resolve() == own.parent.resolve():
+        return Check(OK, "xtuner launcher", f"`xtuner train` here would run {own}")
+    return Check(WARN, "xtuner launcher",
+                 f"`xtuner train` re-runs `python` from PATH, here {found or 'none'}, not {own}; its failures are ignored",
+                 f"use the command notebook 08 prints ({own} -m xtuner.tools.train ...), or activate the environment first")  # fmt: skip
+
+
+def check_lab_envs(gpu: bool | None = None, driver: tuple[int, int] | None = None) -> list[Check]:
+    """The two GPU-lab environments (found by ``paths.lab_env``); missing ones are warned about only with a GPU. With a
+    GPU, each environment's torch CUDA build is compared with the driver (``check_torch_cuda``)."""
     gpu = (env.cuda_info() is not None) if gpu is None else gpu
+    driver = (driver_cuda() if gpu else None) if driver is None else driver
     out = []
     for lab in paths.LAB_ENVS:
         try:
-            out.append(Check(OK, "lab environment", f"{lab}: {paths.lab_env(lab)}"))
+            folder = paths.lab_env(lab)
         except FileNotFoundError:
             if gpu:
                 out.append(Check(WARN, "lab environment", f"{paths.LAB_ENVS[lab]} not found",
                                  f"conda env create -f envs/{lab}.yml (README), or set MLLM_COURSE_{lab.upper()}_ENV"))  # fmt: skip
+            continue
+        out.append(Check(OK, "lab environment", f"{lab}: {folder}"))
+        if lab == "xtuner":
+            out.append(check_xtuner_launcher(folder))
+        if gpu:
+            out.append(check_torch_cuda(lab, env_torch_cuda(folder / "bin" / "python"), driver))
     return out
 
 
@@ -246,7 +311,9 @@ def run_checks() -> list[Check]:
             "full track of 07/08",
         )
     )
-    checks.append(check_dir("FoodieQA", paths.foodieqa_dir(), paths.foodieqa_ready(), "MLLM_COURSE_FOODIEQA_DIR", "full track of 08"))  # fmt: skip
+    problem = paths.foodieqa_problem()
+    checks.append(Check(OK, "FoodieQA", str(paths.foodieqa_dir())) if problem is None else
+                  Check(WARN, "FoodieQA", f"{problem} (full track of 08)", "stay on the mini track, or follow README › Data"))  # fmt: skip
     checks.append(check_disk())
     checks += check_kernels()
     checks += check_lab_envs()

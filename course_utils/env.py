@@ -83,7 +83,9 @@ def choose_track(notebook_id: str = "") -> tuple[str, str]:
     problems = []
     if gpu is None:
         problems.append("no CUDA GPU")
-    problems += [f"{name} not found at {where[name]}" for name in missing]
+    for name in missing:
+        why = paths.foodieqa_problem() if name == "foodieqa" else None
+        problems.append(why or f"{name} not found at {where[name]}")
     if not problems:
         return "full", f"{'COURSE_TRACK=full' if requested == 'full' else 'auto'}: CUDA GPU and assets found"
     why = "; ".join(problems)

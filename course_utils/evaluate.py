@@ -9,8 +9,15 @@ Two ways to score a 4-choice question, both reported by the notebook:
   (transformers or LMDeploy) and ``parse_choice`` maps the text to a choice (a letter, an index or the choice's own
   text, as answers come in all three forms).
 
-``eval_prompt`` is FoodieQA's Chinese evaluation prompt: the question, the choices, and an opening bracket that invites
-the answer (lyan62/FoodieQA).
+``eval_prompt`` is FoodieQA's Chinese evaluation prompt, character for character (lyan62/FoodieQA,
+``model-eval/scripts/sivqa_utils.py``, template 0): the question, the choices as ``（A) ...`` lines, and an opening
+bracket that invites the letter. ``question_only`` is the layout the fine-tune trained on (the bare question).
+
+**Prompt layout.** XTuner's InternVL dataset trains on ``<img>…</img>\n{question}`` (image first) under
+InternVL2's ChatML template; every engine here is asked with ``image_first=True`` so that evaluation sees the image
+where training put it (lmdeploy would put it after a ``(text, image)`` prompt's text). What still differs: XTuner adds
+its own system prompt ("You are an AI assistant whose name is InternLM (书生·浦语).", ``TRAINING_SYSTEM``), which
+lmdeploy's template for InternVL2-2B (the model folder's chat template) does not send.
 
 The same evaluation runs from the command line, so that notebook 08 (course kernel) can evaluate InternVL2-2B inside
 the LMDeploy environment and read the result back as JSON:
@@ -35,28 +42,39 @@ from PIL import Image
 LETTERS = "ABCD"
 
 
+# xtuner/dataset/internvl_dataset.py sets this system prompt for InternLM2-based InternVL models (InternVL2-2B)
+TRAINING_SYSTEM = "You are an AI assistant whose name is InternLM (书生·浦语)."
+
+
 def eval_prompt(item: dict) -> str:
-    """FoodieQA's evaluation prompt: ``"{q} 选项有: {choices}, 请根据上图从所提供的选项中选择一个正确答案，为（"``."""
-    choices = ", ".join(f"{LETTERS[i]}. {c}" for i, c in enumerate(item["choices"]))
-    return f"{item['question']} 选项有: {choices}, 请根据上图从所提供的选项中选择一个正确答案，为（"
+    """FoodieQA's evaluation prompt (lyan62/FoodieQA, template 0): ``"{q} 选项有: {choices}, 请根据上图从所提供的选项中
+    选择一个正确答案，为（"`` with each choice on its own line as ``"（A) choice"``."""
+    choices = "".join(f"（{LETTERS[i]}) {c.strip()}\n" for i, c in enumerate(item["choices"]))
+    return f"{item['question'].strip()} 选项有: {choices}, 请根据上图从所提供的选项中选择一个正确答案，为（"
 
 
 def question_only(item: dict) -> str:
-    """The bare question: the prompt the seed's training data uses (choices not shown)."""
+    """The bare question: the prompt the training data uses (choices not shown)."""
     return item["question"]
 
 
 PROMPTS = {"question": question_only, "foodieqa": eval_prompt}
+# the fine-tune's answers read "<choice>，图中的菜是<dish>" (foodieqa.ANSWER_PHRASE): the choice is before the phrase
+ANSWER_PHRASE = "，图中的菜是"
 
 
 def parse_choice(text: str, choices: list[str]) -> int | None:
     """The choice a free-text answer names, or None when it names none or several.
 
-    Tried in order: (1) the choices' own texts: if exactly one of the longest matching choices occurs in the answer,
-    it wins ("黑龙江，图中的菜是锅包肉" → "黑龙江"); (2) one letter A–D standing alone ("B", "(B)", "答案是B");
-    (3) "选项k" or "第k" (1-based). Bare digits are not read: "2" could be 0- or 1-based.
+    An answer in the training format ("黑龙江，图中的菜是锅包肉") is read only up to "，图中的菜是": the dish name after
+    it may contain another choice ("四川，图中的菜是湖南小炒肉" picks 四川, not "ambiguous"). Then, in order: (1) the
+    choices' own texts: if exactly one of the longest matching choices occurs, it wins; (2) one letter A–D standing
+    alone ("B", "(B)", "（B)", "答案是B"); (3) "选项k" or "第k" (1-based). Bare digits are not read: "2" could be 0- or
+    1-based.
     """
     text = (text or "").strip()
+    if ANSWER_PHRASE in text:
+        text = text.split(ANSWER_PHRASE, 1)[0].strip()
     if not text:
         return None
     found = [i for i, c in enumerate(choices) if c and c in text]
@@ -133,7 +151,9 @@ def generated_accuracy(engine, items: list[dict], image_root, *, prompt_fn=None,
     hits: dict[str, list[bool]] = defaultdict(list)
     answers = []
     for item in items:
-        text = engine.chat((prompt_fn(item), _open(item, image_root)), gen_config=gen_config).response.text
+        # image first: where XTuner's InternVL dataset puts it in training (see the module docstring)
+        question = (prompt_fn(item), _open(item, image_root))
+        text = engine.chat(question, gen_config=gen_config, image_first=True).response.text
         answers.append(text)
         hits[item.get("question_type", "?")].append(
             parse_choice(text, item["choices"]) == int(item["answer"])
@@ -156,7 +176,7 @@ def evaluate_model(
     engine, items: list[dict], image_root, prompts=("question",), max_new_tokens: int = 32
 ) -> dict:
     """``generated_accuracy`` for each prompt style in ``prompts`` ("question": the bare question, as in training;
-    "foodieqa": ``eval_prompt`` with the choices), greedy. Returns {prompt: {"accuracy": ..., "answers": [...]}}."""
+    "foodieqa": ``eval_prompt`` with the choices), greedy, image first. Returns {prompt: {"accuracy": ..., "answers": [...]}}."""
     from .infer import GenConfig
 
     out = {}
@@ -227,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         "--model", help="model folder (lmdeploy default: MLLM_COURSE_MODEL_DIR; mini default: shapes)"
     )
     parser.add_argument("--prompt", nargs="+", choices=list(PROMPTS), default=["question"],
-                        help="question: the bare question (training format); foodieqa: FoodieQA's prompt with choices")  # fmt: skip
+                        help="question: the bare question (training format); foodieqa: FoodieQA's prompt with the choices")  # fmt: skip
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--out", help="write the accuracies and answers to this JSON file")
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")

@@ -120,12 +120,56 @@ CONFIG = str((paths.repo_root() or Path()) / CONFIG_NAME)
 MODEL_CODE_GLOBS = ("*.py", "*.tiktoken", "preprocessor_config.json", "generation_config.json")
 
 
+# `xtuner train` is a thin launcher (xtuner/entry_point.py): it runs `subprocess.run(["python", train.py, ...])`, so it
+# starts whichever `python` comes first on PATH (not its own environment's) and ignores that run's exit status. The
+# course runs xtuner's training script itself, with the environment's interpreter: same script, same arguments, no
+# wrong interpreter, and a failure is a failure.
+TRAINER = "xtuner.tools.train"
+
+
 def train_command(config=CONFIG, work_dir="work_dirs/food_lora", *, deepspeed: str | None = "deepspeed_zero2",
-                  xtuner="xtuner") -> list[str]:  # fmt: skip
-    """The ``xtuner train`` command line (a list, for ``subprocess``); ``xtuner``: the program, e.g.
-    ``paths.lab_program("xtuner", "xtuner")`` to run it from the course kernel."""
-    cmd = [str(xtuner), "train", str(config), "--work-dir", str(work_dir)]
+                  python="python") -> list[str]:  # fmt: skip
+    """What ``xtuner train CONFIG --work-dir DIR --deepspeed deepspeed_zero2`` runs, as a list for ``subprocess``:
+    ``python -m xtuner.tools.train ...``. ``python``: the xtuner environment's interpreter by absolute path
+    (``paths.lab_program("xtuner")``), so the command works in any terminal, activated or not.
+
+    ``deepspeed``: a file, or a name xtuner resolves to its bundled JSON (``deepspeed_zero2``); None trains without
+    DeepSpeed (then the config's fp16 AmpOptimWrapper applies)."""
+    cmd = [str(python), "-m", TRAINER, str(config), "--work-dir", str(work_dir)]
     return cmd + (["--deepspeed", deepspeed] if deepspeed else [])
+
+
+def run_program(cmd: list[str], log_file, *, show: tuple[str, ...] = ("Iter(train)", "Saving checkpoint"),
+                cwd=None) -> None:  # fmt: skip
+    """Run a lab program from the notebook: every line goes to ``log_file``, the lines containing one of ``show``
+    are printed as they come (XTuner's loss lines), and a non-zero exit raises RuntimeError with the last lines.
+
+    The program's own folder (``cmd[0]``'s) goes first on PATH, so anything it starts by name (``python``, ``ninja``)
+    comes from the same environment.
+    """
+    import collections
+    import os
+    import shlex
+    import subprocess
+
+    log_file = Path(log_file)
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PATH": f"{Path(cmd[0]).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    print("$", shlex.join(cmd), flush=True)
+    tail: collections.deque[str] = collections.deque(maxlen=20)
+    with open(log_file, "w", encoding="utf-8") as log, subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd,
+        errors="replace",
+    ) as proc:  # fmt: skip
+        for line in proc.stdout:
+            log.write(line)
+            tail.append(line.rstrip())
+            if any(key in line for key in show):
+                print(line.rstrip(), flush=True)
+    if proc.returncode != 0:
+        raise RuntimeError(
+            f"exit status {proc.returncode} (whole log: {log_file}); last lines:\n" + "\n".join(tail)
+        )
 
 
 # xtuner 0.2.0 installs its configs as a package, converter included: no XTuner checkout needed (the seed ran

@@ -89,10 +89,43 @@ def model_dir_ready(path: Path | None = None) -> bool:
     return (path / "config.json").is_file()
 
 
-def foodieqa_ready(path: Path | None = None) -> bool:
-    """True when ``path`` (default ``foodieqa_dir()``) holds FoodieQA's single-image VQA file."""
+def foodieqa_problem(path: Path | None = None) -> str | None:
+    """Why notebook 08's full track cannot use the FoodieQA folder ``path`` (default ``foodieqa_dir()``), or None.
+
+    08 needs the raw SIVQA file (``sivqa_tidy.json`` in lyan62/FoodieQA; its items carry the four choices and the
+    answer) and every photo its items name. The converted ``sivqa_llava.json`` that the original InternVL2 lab left on
+    InternStudio is not enough on its own: it has no choices to score the model on before and after.
+    """
+    from . import foodieqa  # lazily: foodieqa is heavier than this module
+
     path = foodieqa_dir() if path is None else Path(path)
-    return path.is_dir() and any(path.glob("**/sivqa*.json"))
+    try:
+        sivqa = foodieqa.find_sivqa(path)
+        items = foodieqa.load_sivqa(sivqa)
+    except foodieqa.FoodieQAError as err:
+        converted = sorted(path.glob("**/*_llava.json")) if path.is_dir() else []
+        if converted:
+            return (f"{path} holds only the converted {converted[0].name}, without FoodieQA's raw sivqa_tidy.json "
+                    "(choices and answers) that notebook 08 splits and scores: put sivqa_tidy.json and its images "
+                    "there, or point MLLM_COURSE_FOODIEQA_DIR at a full copy")  # fmt: skip
+        return str(err)
+    if not items:
+        return f"{sivqa}: no items"
+    missing = [
+        it["food_meta"]["food_file"]
+        for it in items
+        if not (sivqa.parent / it["food_meta"]["food_file"]).is_file()
+    ]
+    if missing:
+        return (f"{sivqa}: {len(missing)} of {len(items)} photos missing under {sivqa.parent} "
+                f"(e.g. {missing[0]}): notebook 08 needs the images folder beside the SIVQA file")  # fmt: skip
+    return None
+
+
+def foodieqa_ready(path: Path | None = None) -> bool:
+    """True when ``path`` (default ``foodieqa_dir()``) holds what notebook 08's full track uses: FoodieQA's raw SIVQA
+    file and its photos (``foodieqa_problem`` says what is missing otherwise)."""
+    return foodieqa_problem(path) is None
 
 
 LAB_ENVS = {"lmdeploy": "mllm-course-lmdeploy", "xtuner": "mllm-course-xtuner"}

@@ -78,7 +78,52 @@ def test_lab_environments_only_warn_with_a_gpu(clean_env, no_conda, monkeypatch,
     missing = doctor.check_lab_envs(gpu=True)
     assert [c.status for c in missing] == ["WARN", "WARN"] and "envs/xtuner.yml" in missing[-1].fix
     monkeypatch.setenv("MLLM_COURSE_XTUNER_ENV", str(fake_env(tmp_path / "xt")))
-    assert [c.status for c in doctor.check_lab_envs(gpu=True)] == ["WARN", "OK"]
+    monkeypatch.setattr(doctor, "env_torch_cuda", lambda python: "12.1")
+    checks = doctor.check_lab_envs(gpu=True, driver=(12, 2))
+    assert [(c.label, c.status) for c in checks] == [("lab environment", "WARN"), ("lab environment", "OK"),
+                                                     ("xtuner launcher", "WARN"), ("xtuner torch", "OK")]  # fmt: skip
+
+
+def test_torch_cuda_build_against_the_driver():
+    """pip's default torch for lmdeploy's range was a CUDA 13 build: it cannot start on InternStudio's CUDA 12.2."""
+    too_new = doctor.check_torch_cuda("lmdeploy", "13.0", (12, 2))
+    assert (
+        too_new.status == "WARN" and "newer driver" in too_new.detail and "envs/lmdeploy.yml" in too_new.fix
+    )
+    assert "minor-version" in doctor.check_torch_cuda("lmdeploy", "12.8", (12, 2)).detail
+    assert doctor.check_torch_cuda("xtuner", "12.1", (12, 2)).status == "OK"
+    assert doctor.check_torch_cuda("xtuner", "", (12, 2)).status == "WARN"  # a CPU build
+    assert doctor.check_torch_cuda("xtuner", None, (12, 2)).status == "FAIL"  # torch does not import
+
+
+def test_driver_cuda_reads_nvidia_smi(tmp_path, monkeypatch):
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text(
+        "#!/bin/sh\necho '| NVIDIA-SMI 535.54.03   Driver Version: 535.54.03   CUDA Version: 12.2     |'\n"
+    )
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert doctor.driver_cuda() == (12, 2)
+
+
+def test_env_torch_cuda_runs_the_environments_python(tmp_path):
+    python = tmp_path / "python"
+    python.write_text("#!/bin/sh\necho 12.8\n")
+    python.chmod(0o755)
+    assert doctor.env_torch_cuda(python) == "12.8"
+
+
+def test_xtuner_launcher_check_names_the_python_path_would_pick(tmp_path, fake_env):
+    """`xtuner train` runs `python` from PATH (xtuner/entry_point.py): only the environment's own one is safe."""
+    env_dir = fake_env(tmp_path / "xt")
+    assert doctor.check_xtuner_launcher(env_dir, path=str(env_dir / "bin")).status == "OK"
+    other = fake_env(tmp_path / "other")
+    wrong = doctor.check_xtuner_launcher(env_dir, path=str(other / "bin"))
+    assert (
+        wrong.status == "WARN"
+        and str(other / "bin" / "python") in wrong.detail
+        and "xtuner.tools.train" in wrong.fix
+    )
 
 
 def test_cli_exits_zero_on_a_cpu_machine(clean_env):

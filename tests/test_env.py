@@ -53,7 +53,7 @@ def test_notebook_08_also_needs_foodieqa(clean_env, monkeypatch, assets):
     fake_gpu(monkeypatch, True)
     assert env.choose_track("07")[0] == "full"
     track, reason = env.choose_track("08")
-    assert track == "mini" and "foodieqa" in reason
+    assert track == "mini" and "foodieqa" in reason.lower() and "MLLM_COURSE_FOODIEQA_DIR" in reason
 
 
 def test_course_track_mini_forces_mini(clean_env, monkeypatch, assets):

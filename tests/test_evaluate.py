@@ -32,11 +32,38 @@ def test_longest_choice_wins_when_one_contains_another():
     assert evaluate.parse_choice("这是四川菜", ["四川", "四川菜", "粤菜", "鲁菜"]) == 1
 
 
+def test_training_format_answer_is_read_before_the_dish_name():
+    """The dish name after "，图中的菜是" may hold another region's name: only the part before it is the choice."""
+    assert evaluate.parse_choice("四川，图中的菜是湖南小炒肉", ["四川", "湖南", "广东", "上海"]) == 0
+    assert evaluate.parse_choice("上海，图中的菜是上海小笼包", CHOICES) == 3
+    assert evaluate.parse_choice("，图中的菜是锅包肉", CHOICES) is None  # no choice before the phrase
+
+
 def test_eval_prompt_is_foodieqas():
-    item = {"question": "这是哪里的菜？", "choices": CHOICES}
+    """lyan62/FoodieQA model-eval/scripts/sivqa_utils.py: format_choices + format_text_prompt(template=0, zh)."""
+    item = {"question": "这是哪里的菜？ ", "choices": CHOICES}
     assert evaluate.eval_prompt(item) == (
-        "这是哪里的菜？ 选项有: A. 四川, B. 广东, C. 黑龙江, D. 上海, 请根据上图从所提供的选项中选择一个正确答案，为（"
+        "这是哪里的菜？ 选项有: （A) 四川\n（B) 广东\n（C) 黑龙江\n（D) 上海\n, 请根据上图从所提供的选项中选择一个正确答案，为（"
     )
+    assert evaluate.parse_choice("B) 广东", CHOICES) == 1 and evaluate.parse_choice("C)", CHOICES) == 2
+
+
+def test_generated_answers_are_asked_image_first(tmp_path):
+    """XTuner's InternVL dataset trains on "<img>...</img>\\n{question}": evaluation must ask the same way round."""
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    item = {"question": "图中的菜是哪个地区的？", "choices": CHOICES, "answer": "2", "question_type": "food_location",
+            "food_meta": {"food_file": "a.png"}}  # fmt: skip
+    calls = []
+
+    class Engine:
+        def chat(self, prompt, session=None, gen_config=None, *, image_first=None):
+            calls.append((prompt[0], image_first))
+            return infer.Session(response=infer.Response("黑龙江，图中的菜是四川火锅", 1, 1, "stop"))
+
+    accuracy, answers = evaluate.generated_accuracy(Engine(), [item], tmp_path)
+    assert calls == [(item["question"], True)] and accuracy["all"] == 1.0
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,6 @@
 """The mini track's LoRA fine-tune: the new words, the seed's answer format, what trains, merge and reload."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -66,13 +67,41 @@ def test_lora_trains_adapters_and_word_rows_only_then_merges_and_reloads(tiny, t
 
 # ---- full track helpers (no xtuner needed) ------------------------------------------------------------------------
 def test_commands():
-    assert finetune.train_command(work_dir="w") == ["xtuner", "train", finetune.CONFIG, "--work-dir", "w",
-                                                    "--deepspeed", "deepspeed_zero2"]  # fmt: skip
+    python = Path("/envs/xt/bin/python")
+    assert finetune.train_command(work_dir="w", python=python) == [
+        "/envs/xt/bin/python", "-m", "xtuner.tools.train", finetune.CONFIG, "--work-dir", "w",
+        "--deepspeed", "deepspeed_zero2"]  # fmt: skip
     assert "--deepspeed" not in finetune.train_command(deepspeed=None)
-    assert finetune.train_command(xtuner=Path("/envs/xt/bin/xtuner"))[:2] == ["/envs/xt/bin/xtuner", "train"]
-    cmd = finetune.convert_command("cfg.py", "w/iter_640.pth", "out", python=Path("/envs/xt/bin/python"))
+    cmd = finetune.convert_command("cfg.py", "w/iter_640.pth", "out", python=python)
     assert cmd == ["/envs/xt/bin/python", "-m", "xtuner.configs.internvl.v1_5.convert_to_official", "cfg.py",
                    "w/iter_640.pth", "out"]  # fmt: skip
+
+
+def _fake_python(path: Path, body: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("#!/bin/sh\n" + body + "\n", encoding="utf-8")
+    path.chmod(0o755)
+    return path
+
+
+def test_train_command_runs_the_environments_own_python_whatever_path_says(tmp_path, monkeypatch):
+    """`xtuner train` re-runs `python` from PATH (xtuner/entry_point.py) and ignores its exit status; the course's
+    command names the environment's interpreter and its failures surface."""
+    wrong = _fake_python(tmp_path / "other" / "python", 'echo "wrong python" >&2; exit 3')
+    right = _fake_python(tmp_path / "env" / "bin" / "python", 'echo "$0 $*" > "$(dirname "$0")/ran"\n'
+                         'echo "Iter(train) [ 10/640]  lr: 3e-05  loss: 1.5"')  # fmt: skip
+    monkeypatch.setenv("PATH", f"{wrong.parent}:{os.environ['PATH']}")
+    cmd = finetune.train_command("cfg.py", tmp_path / "runs", python=right)
+    finetune.run_program(cmd, tmp_path / "runs" / "train.log")
+    ran = (right.parent / "ran").read_text()
+    assert ran.startswith(str(right)) and "-m xtuner.tools.train cfg.py --work-dir" in ran
+    assert "Iter(train)" in (tmp_path / "runs" / "train.log").read_text()
+
+
+def test_run_program_raises_with_the_last_lines_on_failure(tmp_path):
+    bad = _fake_python(tmp_path / "env" / "bin" / "python", 'echo "CUDA out of memory" >&2; exit 1')
+    with pytest.raises(RuntimeError, match="(?s)exit status 1.*CUDA out of memory"):
+        finetune.run_program(finetune.train_command("cfg.py", tmp_path, python=bad), tmp_path / "train.log")
 
 
 def test_last_checkpoint_is_the_highest_iteration_file_or_folder(tmp_path):

@@ -43,7 +43,22 @@ def test_readiness_checks(clean_env, tmp_path, monkeypatch):
     (data / "FoodieQA").mkdir(parents=True)
     assert not paths.foodieqa_ready(data)
     (data / "FoodieQA" / "sivqa_tidy.json").write_text("[]")
-    assert paths.foodieqa_ready(data)
+    assert not paths.foodieqa_ready(data) and "no items" in paths.foodieqa_problem(data)
+
+
+def test_foodieqa_ready_means_what_notebook_08_uses(tmp_path):
+    """Presence and use agree: the raw SIVQA file with every photo, not the original lab's converted JSON alone."""
+    from course_utils import foodieqa, minifood
+
+    data = tmp_path / "FoodieQA"
+    items = minifood.make_minifood(data, dishes=4, photos_per_dish=1, image_size=16)
+    foodieqa.write_json(foodieqa.convert(items), data / "sivqa_llava.json")  # what the original lab leaves
+    problem = paths.foodieqa_problem(data)
+    assert not paths.foodieqa_ready(data) and "only the converted sivqa_llava.json" in problem
+    foodieqa.write_json(items, data / "sivqa_tidy.json")
+    assert paths.foodieqa_ready(data) and paths.foodieqa_problem(data) is None
+    (data / items[0]["food_meta"]["food_file"]).unlink()
+    assert not paths.foodieqa_ready(data) and "photos missing" in paths.foodieqa_problem(data)
 
 
 def test_repo_folders_found_in_checkout():

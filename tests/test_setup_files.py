@@ -45,3 +45,48 @@ def test_lab_environments_exist_with_their_pins():
     xtuner = (ROOT / "envs" / "xtuner.yml").read_text()
     assert re.search(r"lmdeploy==0\.18\.0", lmdeploy) and "name: mllm-course-lmdeploy" in lmdeploy
     assert re.search(r"xtuner\[deepspeed\]==0\.2\.0", xtuner) and "transformers==4.48.0" in xtuner
+
+
+TORCHVISION_FOR = {
+    "2.5": "0.20",
+    "2.12": "0.27",
+}  # PyTorch's release pairs (torchvision 0.N ships with torch 2.N-15)
+
+
+def _pip_lines(name):
+    spec = yaml.safe_load((ROOT / "envs" / f"{name}.yml").read_text())
+    return next(d["pip"] for d in spec["dependencies"] if isinstance(d, dict))
+
+
+def test_lab_environments_pin_cuda_12_torch_builds_with_their_index():
+    """PyPI's plain torch is a CUDA 13 build, which needs a newer driver than InternStudio's CUDA 12.2 one (and than
+    lmdeploy 0.18's CUDA 12 wheel): each lab pins a +cu12x build and the PyTorch index that serves it."""
+    for name in ("lmdeploy", "xtuner"):
+        lines = _pip_lines(name)
+        torch = next(
+            re.fullmatch(r"torch==(\d+\.\d+)\.\d+\+(cu12\d)", x) for x in lines if x.startswith("torch==")
+        )
+        assert torch, f"envs/{name}.yml: pin torch==X.Y.Z+cu12x"
+        version, tag = torch.groups()
+        assert f"--extra-index-url https://download.pytorch.org/whl/{tag}" in lines, name
+        vision = [x for x in lines if x.startswith("torchvision==")]
+        assert vision and re.fullmatch(rf"torchvision=={TORCHVISION_FOR[version]}\.\d+\+{tag}", vision[0]), (
+            name
+        )
+    lmdeploy = _pip_lines("lmdeploy")  # lmdeploy 0.18.0 requires torch <= 2.12.1, torchvision <= 0.27.1
+    assert "torch==2.12.1+cu128" in lmdeploy and "torchvision==0.27.1+cu128" in lmdeploy
+
+
+def test_full_stack_check_installs_the_pins_it_can_and_deepspeed():
+    make = (ROOT / "Makefile").read_text()
+    recipe = make[make.index("test-full-stack:") :]
+    assert recipe.count("s/+cu[0-9]*$$//") == 2, "the CPU check drops the +cuXXX tags of both environments"
+    assert "pip install --no-build-isolation" in recipe and "deepspeed==" in recipe
+
+
+def test_readme_torchvision_advice_stays_out_of_the_lmdeploy_environment():
+    for name in ("README.md", "README_zh-CN.md"):
+        text = (ROOT / name).read_text(encoding="utf-8")
+        for line in text.splitlines():
+            if "uninstall" in line and "torchvision" in line:
+                assert "lmdeploy" in line.lower() or "LMDeploy" in line, f"{name}: {line}"

@@ -1,6 +1,8 @@
 # The course's XTuner config (xtuner 0.2.0): LoRA fine-tune of InternVL2-2B on food VQA in XTuner's LLaVA format.
 #
 #   xtuner train configs/xtuner/internvl_v2_internlm2_2b_lora_finetune_food.py --deepspeed deepspeed_zero2
+# (`xtuner train` re-runs `python` from PATH: activate the xtuner environment first, or run what it runs with the
+#  environment's python by path: /path/to/env/bin/python -m xtuner.tools.train CONFIG --deepspeed deepspeed_zero2)
 #
 # The paths below are InternStudio's. Elsewhere (or for your own photos), write a copy with your values:
 #   from course_utils import finetune
@@ -29,7 +31,7 @@ image_folder = data_root  # the JSON's "image" paths are relative to this folder
 prompt_template = PROMPT_TEMPLATE.internlm2_chat  # InternVL2-2B's LLM is internlm2-chat-1.8b
 max_length = 8192  # tokens per sample, image tokens included (256 per 448-px tile)
 
-batch_size = 4  # per GPU; on a 50 % A100 (40 GB) 4 fits; lower it (and raise accumulative_counts) on out-of-memory
+batch_size = 4  # per GPU, the original lab's value on a 50 % A100 (40 GB); on out-of-memory: 2 x 4 or 1 x 8
 accumulative_counts = 2  # effective batch = batch_size x accumulative_counts x GPUs = 8
 dataloader_num_workers = 4
 max_epochs = 10  # FoodieQA's 256 SIVQA items / 4 = 64 iterations per epoch -> iter_640.pth at the end
@@ -68,7 +70,12 @@ train_dataloader = dict(
     collate_fn=dict(type=default_collate_fn),
 )
 
-# ---- optimisation: AdamW in fp16 with dynamic loss scaling, linear warm-up then cosine decay ----------------------
+# ---- optimisation: AdamW, linear warm-up then cosine decay -------------------------------------------------------
+# Precision: the AmpOptimWrapper below (fp16, dynamic loss scaling) applies only when training WITHOUT --deepspeed.
+# With `--deepspeed deepspeed_zero2` (the course's command) xtuner's tools/train.py replaces it by a
+# DeepSpeedOptimWrapper (same optimizer; accumulative_counts, batch_size and max_norm carry over) and xtuner's
+# deepspeed_zero2.json sets fp16 and bf16 to "auto": bf16 on a GPU that supports it (A100), fp16 with DeepSpeed's
+# dynamic loss scaling otherwise (V100, T4).
 optim_wrapper = dict(
     type=AmpOptimWrapper,
     optimizer=dict(type=AdamW, lr=lr, betas=betas, weight_decay=weight_decay),

@@ -3,7 +3,8 @@
     make test-full-stack          # builds .venv-xtuner from the pins, then runs this file
 
 Loads configs/xtuner/...food.py with mmengine (as `xtuner train` does) and checks that it resolves to xtuner's
-classes with the seed's settings. Training itself needs a GPU.
+classes with the original InternVL2 lab's settings; parses the train and convert command lines notebook 08 runs with
+xtuner's own argument parsers. Training itself needs a GPU.
 """
 
 from pathlib import Path
@@ -48,11 +49,56 @@ def main() -> None:
 
 
 def _check_commands() -> None:
-    """The programs notebook 08 runs in this environment exist: `xtuner` and the converter module (no checkout)."""
+    """The command lines notebook 08 runs in this environment, read by the real programs (nothing is trained):
+    the train command by xtuner's own argparse, `--deepspeed deepspeed_zero2` resolved to xtuner's bundled JSON (and
+    what precision it means), and the converter module's `--help`."""
+    import json
     import subprocess
     import sys
 
+    import deepspeed
+    from xtuner.configs import cfgs_name_path
+    from xtuner.tools import train, utils
+
     from course_utils import finetune
+
+    assert deepspeed.__version__ == "0.16.2", deepspeed.__version__
+    cmd = finetune.train_command(CONFIG, "/tmp/work_dir", python=sys.executable)
+    assert cmd[1:3] == ["-m", "xtuner.tools.train"]
+    run = subprocess.run(cmd[:3] + ["--help"], capture_output=True, text=True)
+    assert run.returncode == 0 and "--deepspeed" in run.stdout, run.stderr[-2000:]
+    argv, sys.argv = sys.argv, ["train.py", *cmd[3:]]
+    try:
+        args = train.parse_args()
+    finally:
+        sys.argv = argv
+    assert (args.config, args.work_dir, args.deepspeed) == (
+        str(CONFIG),
+        "/tmp/work_dir",
+        "deepspeed_zero2",
+    ), args
+    ds = json.loads(Path(cfgs_name_path[args.deepspeed]).read_text())
+    assert ds["zero_optimization"]["stage"] == 2 and ds["fp16"]["enabled"] == ds["bf16"]["enabled"] == "auto"
+
+    class A100:  # what xtuner asks the device, to pick the precision on an A100 (bf16) and a V100 (fp16)
+        bf16 = True
+
+        def is_available(self):
+            return True
+
+        def is_bf16_supported(self):
+            return self.bf16
+
+    real = utils.get_torch_device
+    try:
+        utils.get_torch_device = A100
+        on_a100 = utils.auto_dtype_of_deepspeed_config(json.loads(json.dumps(ds)))
+        A100.bf16 = False
+        on_v100 = utils.auto_dtype_of_deepspeed_config(json.loads(json.dumps(ds)))
+    finally:
+        utils.get_torch_device = real
+    assert (on_a100["bf16"]["enabled"], on_a100["fp16"]["enabled"]) == (True, False), on_a100
+    assert (on_v100["bf16"]["enabled"], on_v100["fp16"]["enabled"]) == (False, True), on_v100
 
     xtuner = Path(sys.executable).parent / "xtuner"
     assert xtuner.is_file(), xtuner
