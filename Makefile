@@ -11,7 +11,7 @@ TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 STAMP := $(VENV)/.course-installed
 PORT ?= 8888
 
-.PHONY: help setup kernel lab test lint unit notebooks hygiene strip syllabus doctor bench clean test-full-stack
+.PHONY: help setup kernel lab test lint unit notebooks hygiene strip syllabus doctor bench clean test-full-stack rehearsal
 
 help:
 	@echo "make lab     set up .venv if missing, register the 'mllm-course' kernel, start JupyterLab on 127.0.0.1:$(PORT)"
@@ -19,6 +19,7 @@ help:
 	@echo "make doctor  check this machine (python -m course_utils.doctor)"
 	@echo "make strip   remove outputs from every notebook before committing"
 	@echo "make bench   set-up and per-notebook timings as a table"
+	@echo "make rehearsal   the full track of 07 and 08 executed on CPU with stand-ins at the GPU boundary (part of make test)"
 	@echo "make test-full-stack   optional: install the GPU-lab stacks on CPU and check our lmdeploy calls and XTuner config"
 
 # ---- set-up: CPU torch first (and no torchvision: it breaks beside CPU torch), then the package with its dev extras ----------------------
@@ -68,6 +69,10 @@ unit: setup
 notebooks: setup
 	HF_HUB_OFFLINE=1 $(PY) -m pytest notebooks --nbval-lax --nbval-current-env -q
 
+# The full-track cells of 07 and 08 on CPU against an InternStudio-shaped temp tree (tests/test_rehearsal.py).
+rehearsal: setup
+	HF_HUB_OFFLINE=1 $(PY) -m pytest tests/test_rehearsal.py -q -ra
+
 strip: setup
 	$(PY) -m course_utils.nbtools strip
 
@@ -80,14 +85,19 @@ bench: setup
 # Optional, not in CI (~10 GB of downloads): the two GPU-lab stacks installed on CPU from envs/*.yml, and the course's
 # lmdeploy calls and XTuner config checked against the real packages (pipeline creation and training need a GPU).
 # deepspeed is left out here: it is only needed for `--deepspeed` at training time.
+# The CPU check installs each lab environment's pins from the ordinary registries: it drops the +cuXXX local versions
+# and PyTorch's extra index (download.pytorch.org/whl/cu1xx, not reachable here), so torch and torchvision come as
+# PyPI's build of the same version; tests/test_setup_files.py checks the CUDA pins themselves. deepspeed (a source
+# package) is built against the installed torch, without compiling its CUDA ops (DS_BUILD_OPS=0).
 test-full-stack:
 	@test -x .venv-lmdeploy/bin/python || $(PYTHON) -m venv .venv-lmdeploy
-	sed -n 's/^ *- \([A-Za-z0-9_.-]*==[^ ]*\)$$/\1/p' envs/lmdeploy.yml > .venv-lmdeploy/pins.txt
+	sed -n 's/^ *- \([A-Za-z0-9_.-]*==[^ ]*\)$$/\1/p' envs/lmdeploy.yml | sed 's/+cu[0-9]*$$//' > .venv-lmdeploy/pins.txt
 	.venv-lmdeploy/bin/pip install -r .venv-lmdeploy/pins.txt && .venv-lmdeploy/bin/pip install --no-deps -e .
 	.venv-lmdeploy/bin/python tests/full_stack/check_lmdeploy.py
 	@test -x .venv-xtuner/bin/python || $(PYTHON) -m venv .venv-xtuner
-	sed -n 's/^ *- \([A-Za-z0-9_.[-]*\]*==[^ ]*\)$$/\1/p' envs/xtuner.yml | sed 's/^xtuner\[deepspeed\]/xtuner/' | grep -v '^deepspeed' > .venv-xtuner/pins.txt
-	.venv-xtuner/bin/pip install -r .venv-xtuner/pins.txt && .venv-xtuner/bin/pip install --no-deps -e .
+	sed -n 's/^ *- \([A-Za-z0-9_.[-]*\]*==[^ ]*\)$$/\1/p' envs/xtuner.yml | sed 's/^xtuner\[deepspeed\]/xtuner/; s/+cu[0-9]*$$//' | grep -v '^deepspeed' > .venv-xtuner/pins.txt
+	.venv-xtuner/bin/pip install -r .venv-xtuner/pins.txt setuptools wheel && .venv-xtuner/bin/pip install --no-deps -e .
+	DS_BUILD_OPS=0 .venv-xtuner/bin/pip install --no-build-isolation $$(sed -n 's/^ *- \(deepspeed==[^ ]*\)$$/\1/p' envs/xtuner.yml)
 	.venv-xtuner/bin/python tests/full_stack/check_xtuner.py
 
 clean:

@@ -15,7 +15,7 @@ import pathlib
 
 import lmdeploy
 
-from course_utils import infer
+from course_utils import infer, serving
 
 STANDIN = pathlib.Path(__file__).resolve().parents[1] / "rehearsal" / "standins" / "lmdeploy"
 
@@ -227,12 +227,12 @@ def _subparser(parser: argparse.ArgumentParser, *path: str) -> argparse.Argument
 
 
 def _check_api_server_flags(standin) -> None:
-    """infer.api_server_command parses with lmdeploy's real CLI parser to the values we meant; the stand-in's
+    """serving.api_server_command parses with lmdeploy's real CLI parser to the values we meant; the stand-in's
     api_server flags are a subset of the real ones, with the same types, defaults and choices."""
     parser = _real_cli()
     model = "/root/share/new_models/OpenGVLab/InternVL2-2B"
     for python in (None, "/envs/lmdeploy/bin/python"):
-        argv = infer.api_server_command(
+        argv = serving.api_server_command(
             model, port=23334, session_len=4096, cache_max_entry_count=0.2, python=python
         )
         head = 1 if python is None else 3
@@ -265,16 +265,16 @@ def _check_client(standin) -> None:
 
     from course_utils import data
 
-    assert infer._openai() is openai
+    assert serving._openai() is openai
     server_mod = importlib.import_module("lmdeploy_standin.openai_server")
     server = server_mod.make_server(["InternVL2-2B"], lambda messages, body: ("a cup", "stop", 10, 2))
     url = server_mod.serve_in_background(server)
     try:
         image = data.sample_photo("coffee")
-        assert infer.ask_api_server("what is it?", image, base_url=url) == "a cup"
+        assert serving.ask_api_server("what is it?", image, base_url=url) == "a cup"
         try:
-            infer.ask_api_server("what is it?", image, base_url=url, model="internvl2")
-        except infer.ApiServerError as err:
+            serving.ask_api_server("what is it?", image, base_url=url, model="internvl2")
+        except serving.ApiServerError as err:
             assert err.status == 404 and "does not exist" in str(err), err
         else:
             raise AssertionError("no 404 for a model the server does not serve")
@@ -285,7 +285,7 @@ def _check_client(standin) -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     try:
-        infer.ask_api_server("hi", base_url=f"http://127.0.0.1:{port}")
+        serving.ask_api_server("hi", base_url=f"http://127.0.0.1:{port}")
     except ConnectionRefusedError as err:
         assert "no server on" in str(err), err
     else:

@@ -1,0 +1,121 @@
+"""An InternStudio-shaped tree for the CPU rehearsal of the full track (notebooks 07 and 08).
+
+``build(root)`` lays out, under ``root``, what a class machine has, and returns the environment variables that point
+the course at it:
+
+* ``share/new_models/OpenGVLab/InternVL2-2B``: a model folder shaped like InternVL2-2B's (``config.json`` with its
+  ``auto_map``, remote code files, weights, tokenizer), holding the course's stand-in remote code (a model small
+  enough for a CPU; see ``internvl2_remote/``);
+* ``share/datasets/FoodieQA``: FoodieQA's raw layout, ``sivqa_tidy.json`` + photos (the mini-food photos stand in);
+* ``share/datasets/FoodieQA-converted``: the layout the original lab left, only the converted ``sivqa_llava.json``;
+* ``conda/envs/mllm-course-{xtuner,lmdeploy}/bin/``: the two lab environments' programs. They run this
+  interpreter with stand-ins at the GPU boundary: ``standins/`` (a fake GPU for ``env.cuda_info``, a no-op
+  ``.cuda()``, and an ``lmdeploy`` whose engine runs the mini InternVL) and, for XTuner, ``standins_xtuner/`` (a
+  ``train`` that checks its config and inputs and writes checkpoints and a log the way XTuner lays them out, and a
+  converter that writes a model folder without the remote code files, as XTuner's does).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+STANDINS = HERE / "standins"
+STANDINS_XTUNER = HERE / "standins_xtuner"
+REMOTE = HERE / "internvl2_remote"
+MODEL = "share/new_models/OpenGVLab/InternVL2-2B"
+FOODIEQA = "share/datasets/FoodieQA"
+FOODIEQA_CONVERTED = "share/datasets/FoodieQA-converted"
+
+
+def write_model(folder: Path) -> Path:
+    """A model folder shaped like InternVL2-2B's, with the course's stand-in remote code."""
+    import importlib.util
+
+    from course_utils.mini.tokenizer import build_tokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("configuration_internvl_chat.py", "modeling_internvl_chat.py"):
+        shutil.copy(REMOTE / name, folder / name)
+    tokenizer = build_tokenizer()
+    package = f"internvl2_standin_{os.getpid()}"
+    spec = importlib.util.spec_from_file_location(
+        package, REMOTE / "__init__.py", submodule_search_locations=[str(REMOTE)]
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[package] = module
+    spec.loader.exec_module(module)
+    modeling = __import__(f"{package}.modeling_internvl_chat", fromlist=["*"])
+    config = modeling.InternVLChatConfig(llm_config={"vocab_size": len(tokenizer), "hidden_size": 32})
+    config.architectures = ["InternVLChatModel"]
+    config.auto_map = {
+        "AutoConfig": "configuration_internvl_chat.InternVLChatConfig",
+        "AutoModel": "modeling_internvl_chat.InternVLChatModel",
+        "AutoModelForCausalLM": "modeling_internvl_chat.InternVLChatModel",
+    }
+    import torch
+
+    torch.manual_seed(0)
+    modeling.InternVLChatModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def write_foodieqa(folder: Path, *, converted_only: bool = False) -> Path:
+    """FoodieQA's raw layout (``sivqa_tidy.json`` + photos), or only the original lab's converted file."""
+    from course_utils import foodieqa, minifood
+
+    items = minifood.make_minifood(folder, dishes=8, photos_per_dish=4, seed=3)
+    if converted_only:
+        foodieqa.write_json(items, folder / "sivqa_tidy.json")
+        foodieqa.main(["convert", str(folder / "sivqa_tidy.json"), str(folder / "sivqa_llava.json")])
+        (folder / "sivqa_tidy.json").unlink()
+    else:
+        foodieqa.write_json(items, folder / "sivqa_tidy.json")
+    return folder
+
+
+def _program(path: Path, pythonpath: list[Path], argv_prefix: str = "") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    joined = os.pathsep.join(str(p) for p in pythonpath)
+    path.write_text(
+        "#!/bin/sh\n"
+        f'PYTHONPATH="{joined}${{PYTHONPATH:+:$PYTHONPATH}}" MLLM_COURSE_REHEARSAL=1 '
+        f'exec "{sys.executable}" {argv_prefix}"$@"\n'
+    )
+    path.chmod(0o755)
+
+
+def write_envs(root: Path) -> dict[str, Path]:
+    """The two lab environments: their python (and ``xtuner``/``lmdeploy``) run this interpreter with stand-ins."""
+    envs = {}
+    for lab, extra in (("xtuner", [STANDINS_XTUNER]), ("lmdeploy", [])):
+        env = root / "conda" / "envs" / f"mllm-course-{lab}"
+        _program(env / "bin" / "python", [STANDINS, *extra])
+        _program(env / "bin" / lab, [STANDINS, *extra], f"-m {lab} ")
+        envs[lab] = env
+    return envs
+
+
+def build(root: Path, *, foodieqa_layout: str = "raw") -> dict[str, str]:
+    """Lay out the tree under ``root``; return the environment variables for a rehearsal run."""
+    root = Path(root)
+    model = write_model(root / MODEL)
+    food = write_foodieqa(
+        root / (FOODIEQA if foodieqa_layout == "raw" else FOODIEQA_CONVERTED),
+        converted_only=foodieqa_layout != "raw",
+    )
+    envs = write_envs(root)
+    return {
+        "COURSE_TRACK": "full",
+        "MLLM_COURSE_REHEARSAL": "1",
+        "MLLM_COURSE_MODEL_DIR": str(model),
+        "MLLM_COURSE_FOODIEQA_DIR": str(food),
+        "MLLM_COURSE_XTUNER_ENV": str(envs["xtuner"]),
+        "MLLM_COURSE_LMDEPLOY_ENV": str(envs["lmdeploy"]),
+        "MLLM_COURSE_WORK_DIR": str(root / "work"),
+        "PYTHONPATH": os.pathsep.join([str(STANDINS), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+    }

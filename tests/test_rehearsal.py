@@ -1,0 +1,137 @@
+"""The rehearsal: every full-track cell of notebooks 07 and 08 executed on CPU (``make rehearsal``).
+
+A class on InternStudio runs the full track (InternVL2-2B with LMDeploy and XTuner on a GPU), which CI cannot. So CI
+runs the same cells with ``COURSE_TRACK=full`` against an InternStudio-shaped tree in a temp folder
+(``tests/rehearsal/internstudio.py``: a model folder shaped like InternVL2-2B's, FoodieQA's raw layout, the two lab
+environments), with stand-ins only at the GPU boundary: a fake GPU for ``env.cuda_info``, a no-op ``.cuda()``, an
+``lmdeploy`` whose engine runs the mini InternVL, and an XTuner whose training checks its inputs and lays out a
+finished run. A wrong name, path or argument in a full-track cell fails here; whether the real lmdeploy 0.18 and
+xtuner 0.2 accept what the cells produce is checked by ``make test-full-stack``.
+
+08 runs XTuner's training, the converter and LMDeploy's evaluation as programs of the two lab environments, so the
+rehearsal goes through the same ``paths.lab_program`` and ``finetune``/``evaluate`` command lines a class does.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("nbclient")
+
+import nbformat  # noqa: E402
+from nbclient import NotebookClient  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
+sys.path.insert(0, str(Path(__file__).resolve().parent / "rehearsal"))
+import internstudio  # noqa: E402
+
+# What a full-track cell prints when it could not do its work: none may appear in a rehearsal.
+SKIPPED = (
+    "skipped",
+    "full track only",
+    "not found",
+    "waits for",
+    "no checkpoint",
+    "falling back",
+    "Traceback",
+)
+
+
+def full_track_cells(nb) -> list[int]:
+    """Indexes of the code cells that hold full-track code (they branch on ``ENV.full``)."""
+    return [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and "ENV.full" in c.source]
+
+
+def text_of(cell) -> str:
+    parts = []
+    for out in cell.get("outputs", []):
+        if out.get("output_type") == "stream":
+            parts.append(out.get("text", ""))
+        elif "data" in out:
+            parts.append(out["data"].get("text/plain", "") + out["data"].get("text/markdown", ""))
+        elif out.get("output_type") == "error":
+            parts.append("\n".join(out.get("traceback", [])))
+    return "".join(parts)
+
+
+def rehearse(name: str, env: dict[str, str], after_cell=None):
+    """Execute ``notebooks/<name>`` cell by cell in a fresh kernel with ``env``; ``after_cell(index, cell)``, if
+    given, runs after each code cell. Returns the executed notebook."""
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    saved = dict(os.environ)
+    os.environ.update(env)
+    try:
+        client = NotebookClient(
+            nb,
+            kernel_name="python3",
+            timeout=900,
+            allow_errors=False,
+            resources={"metadata": {"path": str(NOTEBOOKS)}},
+        )
+        with client.setup_kernel():
+            for index, cell in enumerate(nb.cells):
+                if cell.cell_type != "code":
+                    continue
+                client.execute_cell(cell, index)
+                if after_cell:
+                    after_cell(index, cell)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return nb
+
+
+def check_full_track(nb, name: str) -> int:
+    cells = full_track_cells(nb)
+    assert cells, f"{name}: no full-track cells found"
+    assert "Track: FULL" in text_of(nb.cells[1]), text_of(nb.cells[1])
+    for i in cells:
+        out = text_of(nb.cells[i])
+        hit = [marker for marker in SKIPPED if marker in out]
+        assert not hit, f"{name} cell {i} did not run its full-track work ({hit}):\n{out[-2000:]}"
+    return len(cells)
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    root = tmp_path_factory.mktemp("internstudio")
+    return root, internstudio.build(root)
+
+
+def test_07_full_track_rehearsed(tree):
+    _, env = tree
+    nb = rehearse("07_lmdeploy_inference.ipynb", env)
+    count = check_full_track(nb, "07")
+    print(f"07: {count} full-track cells executed")
+
+
+def test_08_full_track_rehearsed(tree):
+    _, env = tree
+    nb = rehearse("08_xtuner_finetune.ipynb", env)
+    count = check_full_track(nb, "08")
+    runs = Path(env["MLLM_COURSE_WORK_DIR"]) / "08_xtuner"
+    assert sorted(runs.glob("iter_*.pth")), "no XTuner checkpoint written"
+    out = "".join(text_of(c) for c in nb.cells)
+    assert "still missing: nothing" in out, out[-3000:]
+    assert "FoodieQA held-out" in out, out[-3000:]
+    print(f"08: {count} full-track cells executed")
+
+
+def test_08_needs_the_raw_sivqa_file(tmp_path, monkeypatch):
+    """FoodieQA holding only the original lab's converted file: the full track is not chosen, and the reason says what
+    08 needs (it used to be chosen and die later with a NameError)."""
+    from course_utils import env as course_env
+
+    food = internstudio.write_foodieqa(tmp_path / "FoodieQA", converted_only=True)
+    model = internstudio.write_model(tmp_path / "InternVL2-2B")
+    monkeypatch.setenv("MLLM_COURSE_FOODIEQA_DIR", str(food))
+    monkeypatch.setenv("MLLM_COURSE_MODEL_DIR", str(model))
+    monkeypatch.setenv("COURSE_TRACK", "full")
+    monkeypatch.setattr(course_env, "cuda_info", lambda: ("stand-in GPU", 40.0))
+    track, reason = course_env.choose_track("08")
+    assert track == "mini" and "sivqa_tidy.json" in reason, reason
