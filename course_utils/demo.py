@@ -12,13 +12,20 @@ What it does that the seed's demo did not:
   ``Pipeline.chat`` sessions do);
 * **sampling that does something**: temperature 0 is greedy decoding; above 0, ``GenConfig`` turns ``do_sample`` on so
   that top-p and temperature are used (lmdeploy ignores them otherwise);
-* **private by default**: bound to 127.0.0.1, no public share link unless ``--share``, uploads limited to 5 MB.
+* **private by default**: bound to 127.0.0.1, no public share link unless ``--share``, uploads limited to 5 MB;
+  of your own files it serves only the quick-pick photos it shows (Gradio refuses any other file outside the working
+  directory and the temp folder, so photos in ``~/.cache/mllm-course`` or ``/root/share`` are allowed one by one);
+* **errors in the chat**: when the engine fails (lmdeploy answers ``finish_reason="error"`` with no text) the chat
+  says so instead of showing an empty answer;
+* **image first**: the image goes before the question, as InternVL and XTuner's fine-tuning lay it out (``infer``'s
+  default); ``--no-image-first`` puts it after the question, to compare.
 
 Gradio is imported only here (``pip install gradio``; the lab environments have it).
 """
 
 import argparse
 import socket
+import sys
 import threading
 from pathlib import Path
 
@@ -27,6 +34,10 @@ from .foodieqa import IMAGE_SUFFIXES
 from .infer import BACKENDS, GenConfig, Session, make_engine
 
 MAX_UPLOAD = "5mb"
+# The sampling sliders' ranges: inside lmdeploy's limits (temperature in [0, 2], top_p in [0, 1]; infer.LIMITS), and
+# Gradio refuses values outside a slider's range, so the demo never builds a GenConfig that lmdeploy would refuse.
+TEMPERATURE_RANGE = (0.0, 1.5)
+TOP_P_RANGE = (0.05, 1.0)
 EXAMPLES = {  # the mini model's shapes world, and photos (InternVL2's, or a fine-tuned mini model's dishes)
     "shapes": [
         "describe the image.",
@@ -56,14 +67,14 @@ def quick_pick(backend: str, limit: int = 8, photos=None) -> list[tuple]:
             raise FileNotFoundError(
                 f"{photos}: no photos ({', '.join(IMAGE_SUFFIXES)}) in this folder or below"
             )
-        return [(str(p), p.parent.name if p.parent != Path(photos) else p.stem) for p in found]
+        return [(str(p.absolute()), p.parent.name if p.parent != Path(photos) else p.stem) for p in found]
     if backend == "mini":
         items = data.make_shapes(limit, image_size=96, seed=2024)
         return [(it.image, it.caption) for it in items]
     root = paths.foodieqa_dir()
     found = _photos(root, limit) if root.is_dir() else []
     if found:
-        return [(str(p), p.stem) for p in found]
+        return [(str(p.absolute()), p.stem) for p in found]
     return [(data.sample_photo(name), name) for name in data.sample_photo_names()[:limit]]
 
 
@@ -86,27 +97,41 @@ def gen_config(temperature: float, top_p: float, max_new_tokens: int = 256) -> G
 
 
 class ChatHandlers:
-    """The demo's callbacks, without Gradio: easy to test, one lock so a CPU model answers one question at a time."""
+    """The demo's callbacks, without Gradio: easy to test, one lock so a CPU model answers one question at a time.
 
-    def __init__(self, engine, max_new_tokens: int = 256):
+    ``image_first``: where the image goes in a conversation's first turn (None: the engine's default, image first)."""
+
+    def __init__(self, engine, max_new_tokens: int = 256, image_first: bool | None = None):
         self.engine = engine
         self.max_new_tokens = max_new_tokens
+        self.image_first = image_first
         self.lock = threading.Lock()
 
     def respond(self, text, image, session: Session | None, history, temperature=0.0, top_p=0.8):
-        """One turn: returns (cleared textbox, new session, new chat history)."""
+        """One turn: returns (cleared textbox, new session, new chat history).
+
+        When the engine fails, the chat shows why and the conversation stays as it was (ask again, or "New chat")."""
         text = (text or "").strip()
         if not text:
             raise ValueError("Type a question first.")
         if session is None and image is None:
             raise ValueError("Pick a photo from the quick-pick bar or upload one first.")
         prompt = (text, image) if session is None else text
-        with self.lock:
-            session = self.engine.chat(
-                prompt, session=session, gen_config=gen_config(temperature, top_p, self.max_new_tokens)
-            )
-        turn = [{"role": "user", "content": text}, {"role": "assistant", "content": session.response.text}]
-        return "", session, [*(history or []), *turn]
+        layout = {} if session is not None or self.image_first is None else {"image_first": self.image_first}
+        gen = gen_config(temperature, top_p, self.max_new_tokens)
+        try:
+            with self.lock:
+                answered = self.engine.chat(prompt, session=session, gen_config=gen, **layout)
+            failure = _failure(answered.response)
+        except RuntimeError as err:  # LMDeployChat raises for lmdeploy's finish_reason "error"
+            answered, failure = None, str(err)
+        if failure:
+            print(f"demo: no answer to {text!r}: {failure}", file=sys.stderr)
+            reply = f'⚠️ No answer: {failure}. Ask again, or press "New chat" to start over.'
+            return "", session, [*(history or []), {"role": "user", "content": text},
+                                 {"role": "assistant", "content": reply}]  # fmt: skip
+        turn = [{"role": "user", "content": text}, {"role": "assistant", "content": answered.response.text}]
+        return "", answered, [*(history or []), *turn]
 
     @staticmethod
     def new_chat():
@@ -114,13 +139,34 @@ class ChatHandlers:
         return None, []
 
 
+def _failure(response) -> str:
+    """Why ``response`` is no answer ("" when it is one): lmdeploy reports a failed request as finish_reason "error"
+    with an empty text, and error_code / error_message when it knows more."""
+    if getattr(response, "finish_reason", None) != "error":
+        return ""
+    code = getattr(response, "error_code", None)
+    message = getattr(response, "error_message", None)
+    details = ", ".join(str(d) for d in (code, message) if d)
+    return "the model stopped with an error" + (f" ({details})" if details else "")
+
+
 def build_app(
-    engine, backend: str = "mini", *, photos=None, title: str | None = None, max_new_tokens: int = 256
+    engine,
+    backend: str = "mini",
+    *,
+    photos=None,
+    title: str | None = None,
+    max_new_tokens: int = 256,
+    image_first: bool | None = None,
 ):
-    """The Gradio Blocks app around ``engine`` (an ``infer`` chat engine); ``photos``: a folder for the quick picks."""
+    """The Gradio Blocks app around ``engine`` (an ``infer`` chat engine); ``photos``: a folder for the quick picks;
+    ``image_first``: the image before the question (True), after it (False), or the engine's default (None).
+
+    Start it with ``launch`` or ``serve``: they let Gradio serve the quick-pick photo files (``app.quick_pick_files``),
+    which it refuses outside the working directory and the temp folder otherwise."""
     import gradio as gr
 
-    handlers = ChatHandlers(engine, max_new_tokens)
+    handlers = ChatHandlers(engine, max_new_tokens, image_first)
     picks = quick_pick(backend, photos=photos)
     title = title or ("Mini InternVL (CPU)" if backend == "mini" else "InternVL2-2B with LMDeploy")
 
@@ -153,9 +199,19 @@ def build_app(
                 world = "shapes" if backend == "mini" and photos is None else "photos"
                 gr.Examples(examples=[[e] for e in EXAMPLES[world]], inputs=[text])
                 with gr.Accordion("sampling", open=False):
-                    temperature = gr.Slider(0.0, 1.5, value=0.0, step=0.05, label="temperature (0 = greedy)")
+                    temperature = gr.Slider(
+                        *TEMPERATURE_RANGE,
+                        value=0.0,
+                        step=0.05,
+                        label="temperature (0 = greedy)",
+                        elem_id="temperature",
+                    )
                     top_p = gr.Slider(
-                        0.05, 1.0, value=0.8, step=0.05, label="top-p (used when temperature > 0)"
+                        *TOP_P_RANGE,
+                        value=0.8,
+                        step=0.05,
+                        label="top-p (used when temperature > 0)",
+                        elem_id="top-p",
                     )
         inputs = [text, image, session, chatbot, temperature, top_p]
         outputs = [text, session, chatbot]
@@ -165,11 +221,16 @@ def build_app(
         gallery.select(pick, None, [image, session, chatbot], api_name=False)
         image.upload(handlers.new_chat, None, [session, chatbot], api_name=False)
         image.clear(handlers.new_chat, None, [session, chatbot], api_name=False)
+    app.quick_pick_files = [path for path, _ in picks if isinstance(path, str)]  # photo files, not PIL images
     return app
 
 
 def launch(app, *, host: str = "127.0.0.1", port: int = 7860, share: bool = False, block: bool = True):
-    """Start the server: local only unless ``host``/``share`` say otherwise; uploads capped at ``MAX_UPLOAD``."""
+    """Start the server: local only unless ``host``/``share`` say otherwise; uploads capped at ``MAX_UPLOAD``.
+
+    Gradio serves a file a callback returns only from the working directory, the temp folder or ``allowed_paths``;
+    the quick-pick photo files of ``build_app`` are allowed one by one (not their folders: every allowed file can be
+    downloaded by anyone who can open the page)."""
     app.queue(default_concurrency_limit=4)
     return app.launch(
         server_name=host,
@@ -177,6 +238,7 @@ def launch(app, *, host: str = "127.0.0.1", port: int = 7860, share: bool = Fals
         share=share,
         max_file_size=MAX_UPLOAD,
         prevent_thread_lock=not block,
+        allowed_paths=list(getattr(app, "quick_pick_files", [])) or None,
     )
 
 
@@ -215,13 +277,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--photos", help="a folder of photos for the quick-pick bar (one sub-folder per dish)"
     )
+    parser.add_argument(
+        "--image-first",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the image before the question (InternVL's and XTuner's layout, the default) or after it (--no-image-first)",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 makes it reachable from other machines")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument(
         "--share", action="store_true", help="create a public gradio.live link (off by default)"
     )
     args = parser.parse_args(argv)
-    app = build_app(make_engine(args.backend, args.model), args.backend, photos=args.photos)
+    engine = make_engine(args.backend, args.model)
+    app = build_app(engine, args.backend, photos=args.photos, image_first=args.image_first)
     launch(app, host=args.host, port=args.port, share=args.share)
 
 
