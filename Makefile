@@ -20,7 +20,7 @@ help:
 	@echo "make strip   remove outputs from every notebook before committing"
 	@echo "make bench   set-up and per-notebook timings as a table"
 	@echo "make rehearsal   the full track of 07 and 08 executed on CPU with stand-ins at the GPU boundary (part of make test)"
-	@echo "make test-full-stack   optional: install the GPU-lab stacks on CPU and check our lmdeploy calls and XTuner config"
+	@echo "make test-full-stack   install the GPU-lab stacks on CPU and check our lmdeploy/XTuner calls against them (CI runs it)"
 
 # ---- set-up: CPU torch first (and no torchvision: it breaks beside CPU torch), then the package with its dev extras ----------------------
 $(STAMP): pyproject.toml environment.yml
@@ -82,9 +82,9 @@ syllabus: setup
 bench: setup
 	$(PY) tests/benchmarks/bench_setup.py
 
-# Optional, not in CI (~10 GB of downloads): the two GPU-lab stacks installed on CPU from envs/*.yml, and the course's
-# lmdeploy calls and XTuner config checked against the real packages (pipeline creation and training need a GPU).
-# deepspeed is left out here: it is only needed for `--deepspeed` at training time.
+# Run by CI before `make test` (~15 GB of venvs): the two GPU-lab stacks installed on CPU from envs/*.yml, and the
+# course's lmdeploy/XTuner command lines, configs and rehearsal stand-ins checked against the real packages (pipeline
+# creation and training need a GPU).
 # The CPU check installs each lab environment's pins from the ordinary registries: it drops the +cuXXX local versions
 # and PyTorch's extra index (download.pytorch.org/whl/cu1xx, not reachable here), so torch and torchvision come as
 # PyPI's build of the same version; tests/test_setup_files.py checks the CUDA pins themselves. deepspeed (a source
