@@ -4,7 +4,7 @@
     python -m course_utils.demo --backend lmdeploy --model /root/share/new_models/OpenGVLab/InternVL2-2B
     python -m course_utils.demo --backend mini --model <08's fine-tuned mini model> --photos <its dish photos>
 
-What it does that the seed's demo did not:
+What it does that the original InternVL2 lab's demo did not:
 
 * **one chat per browser session**: the conversation lives in a ``gr.State``, so two visitors (or two tabs) never
   share a history; "New chat", picking another photo or uploading one starts a fresh conversation;

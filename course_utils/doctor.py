@@ -134,7 +134,7 @@ def check_packages(pins: dict[str, str] | None = None) -> list[Check]:
 
 
 def check_torchvision() -> Check | None:
-    """PyPI's torchvision beside a CPU torch breaks transformers' imports (LAB_NOTES)."""
+    """PyPI's torchvision beside a CPU torch breaks transformers' imports (measured on the course's CPU machines)."""
     if _installed("torchvision") is None:
         return None
     try:

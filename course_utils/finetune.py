@@ -1,8 +1,8 @@
-"""Fine-tuning for notebook 08: the mini track's LoRA on the mini InternVL (peft), in the seed's answer format.
+"""Fine-tuning for notebook 08: the mini track's LoRA on the mini InternVL (peft), in the original lab's answer format.
 
-The seed fine-tunes InternVL2-2B with XTuner: LoRA on the LLM, the ViT and the rest frozen, each sample
+The original InternVL2 lab fine-tunes InternVL2-2B with XTuner: LoRA on the LLM, the ViT and the rest frozen, each sample
 "question + image → <correct choice>，图中的菜是<dish>" (``foodieqa.to_llava``). The mini track does the same with
-peft on the mini InternVL, with two additions the small model needs (LAB_NOTES, measured):
+peft on the mini InternVL, with two additions the small model needs (measured on the mini model):
 
 * the projector (mlp1) gets LoRA too: the mini ViT has never seen food, so the image side must move a little;
 * the **embedding rows of the new words** (dish names, cuisines, regions, the answer phrase) are trainable through
@@ -56,7 +56,7 @@ def add_lora(model, token_ids: list[int], *, r: int = 16, alpha: int = 32):
 
 
 class FoodRows:
-    """SIVQA items as training rows in the seed's format: prompt (image + question), answer + ``<|im_end|>``."""
+    """SIVQA items as training rows in the original lab's format: prompt (image + question), answer + ``<|im_end|>``."""
 
     def __init__(self, processor, items: list[dict], image_root):
         from .mini.sft import (
@@ -116,7 +116,7 @@ CONFIG_NAME = "configs/xtuner/internvl_v2_internlm2_2b_lora_finetune_food.py"
 # absolute in a checkout, so that notebooks (which run in notebooks/) and terminals find it alike
 CONFIG = str((paths.repo_root() or Path()) / CONFIG_NAME)
 # what `from_pretrained(..., trust_remote_code=True)` needs besides the weights; convert_to_official.py
-# writes weights, config and tokenizer but not the model's own code (FACTS)
+# writes weights, config and tokenizer but not the model's own code (XTuner's convert_to_official.py)
 MODEL_CODE_GLOBS = ("*.py", "*.tiktoken", "preprocessor_config.json", "generation_config.json")
 
 
@@ -172,7 +172,7 @@ def run_program(cmd: list[str], log_file, *, show: tuple[str, ...] = ("Iter(trai
         )
 
 
-# xtuner 0.2.0 installs its configs as a package, converter included: no XTuner checkout needed (the seed ran
+# xtuner 0.2.0 installs its configs as a package, converter included: no XTuner checkout needed (the original lab ran
 # /root/xtuner/xtuner/configs/internvl/v1_5/convert_to_official.py from a 0.1.x checkout)
 CONVERTER = "xtuner.configs.internvl.v1_5.convert_to_official"
 

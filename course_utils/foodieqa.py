@@ -1,6 +1,6 @@
 """FoodieQA single-image VQA (SIVQA) files: load, validate, split, convert to XTuner's format, build your own.
 
-    python -m course_utils.foodieqa convert sivqa_tidy.json sivqa_llava.json          # the seed's process_food
+    python -m course_utils.foodieqa convert sivqa_tidy.json sivqa_llava.json          # the original lab's process_food.py
     python -m course_utils.foodieqa split sivqa_tidy.json train.json heldout.json     # no photo in both
     python -m course_utils.foodieqa build my_photos/ my_sivqa.json --csv dishes.csv   # your own photos, same schema
 
@@ -10,11 +10,11 @@ A SIVQA item (Li et al., FoodieQA, 2024; lyan62/FoodieQA) looks like::
      "question_type": "region-2", "food_name": "锅包肉", "question_id": "sivqa-001",
      "food_meta": {"food_name": "锅包肉", "food_file": "images/xxx.jpg", "food_location": "...", ...}}
 
-``convert`` writes exactly what the seed's ``process_food.py`` writes (FACTS): ``image`` = ``food_meta.food_file``;
+``convert`` writes exactly what the original InternVL2 lab's ``process_food.py`` writes: ``image`` = ``food_meta.food_file``;
 the human turn = question + ``"\\n<image>"``; the gpt turn = the correct choice + ``"，图中的菜是"`` +
 ``food_meta.food_name``; UTF-8 kept literally. ``choices_in_prompt=True`` also lists the choices in the question.
 
-FoodieQA is CC BY-NC-ND 4.0 and its terms say *evaluation only*: the course converts it because the seed's lab does,
+FoodieQA is CC BY-NC-ND 4.0 and its terms say *evaluation only*: the course converts it because the original InternVL2 lab does,
 and recommends training on photos you may train on (``build``) and evaluating on FoodieQA.
 
 Bad input stops with a ``FoodieQAError`` naming the item (index and question_id) and the field; nothing is written.
@@ -32,7 +32,7 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-ANSWER_PHRASE = "，图中的菜是"  # the seed's answer template: "<choice>，图中的菜是<dish>"
+ANSWER_PHRASE = "，图中的菜是"  # the original lab's answer template: "<choice>，图中的菜是<dish>"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 
 
@@ -124,7 +124,7 @@ def answer_text(item: dict) -> str:
 
 
 def prompt(item: dict, choices_in_prompt: bool = False) -> str:
-    """The human turn's text before the image tag (the seed: the question alone)."""
+    """The human turn's text before the image tag (the original lab: the question alone)."""
     if not choices_in_prompt:
         return item["question"]
     listed = " ".join(f"{'ABCD'[i] if i < 4 else i}. {c}" for i, c in enumerate(item["choices"]))
@@ -132,7 +132,7 @@ def prompt(item: dict, choices_in_prompt: bool = False) -> str:
 
 
 def to_llava(item: dict, *, choices_in_prompt: bool = False) -> dict:
-    """One SIVQA item → one XTuner/LLaVA-format sample, as the seed's ``process_food.py``."""
+    """One SIVQA item → one XTuner/LLaVA-format sample, as the original lab's ``process_food.py``."""
     meta = item["food_meta"]
     return {
         "image": meta["food_file"],
@@ -262,7 +262,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m course_utils.foodieqa", description=__doc__.splitlines()[0]
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    c = sub.add_parser("convert", help="SIVQA JSON → XTuner (LLaVA-format) JSON, as the seed's process_food")
+    c = sub.add_parser(
+        "convert", help="SIVQA JSON → XTuner (LLaVA-format) JSON, as the original lab's process_food"
+    )
     c.add_argument("src")
     c.add_argument("dst")
     c.add_argument("--choices-in-prompt", action="store_true", help="list the choices in the question")

@@ -1,4 +1,4 @@
-"""The mini track's LoRA fine-tune: the new words, the seed's answer format, what trains, merge and reload."""
+"""The mini track's LoRA fine-tune: the new words, the original lab's answer format, what trains, merge and reload."""
 
 import os
 from pathlib import Path

@@ -1,4 +1,4 @@
-"""FoodieQA SIVQA files: the seed's conversion, validation errors that write nothing, the split, build-your-own."""
+"""FoodieQA SIVQA files: the original lab's conversion, validation errors that write nothing, the split, build-your-own."""
 
 import json
 
@@ -140,7 +140,7 @@ def test_build_your_own_from_a_photo_folder(tmp_path):
 def test_find_sivqa_prefers_the_original_file_over_converted_ones(tmp_path):
     with pytest.raises(foodieqa.FoodieQAError, match="lyan62/FoodieQA"):
         foodieqa.find_sivqa(tmp_path)
-    (tmp_path / "sivqa_llava.json").write_text("[]")  # the seed's converted file: not SIVQA
+    (tmp_path / "sivqa_llava.json").write_text("[]")  # the original lab's converted file: not SIVQA
     with pytest.raises(foodieqa.FoodieQAError, match="no sivqa"):
         foodieqa.find_sivqa(tmp_path)
     (tmp_path / "sub").mkdir()

@@ -141,7 +141,7 @@ def test_real_token_counts_with_real_sizes():
     wide = data.sample_photo("coffee").resize((1344, 336))
     text = _prompt("internvl", proc)
     ids = proc(images=[wide], text=[text], return_tensors="pt")["input_ids"]
-    assert int((ids == proc.image_token_id).sum()) == 1280  # 4 tiles + thumbnail, 256 each (LAB_NOTES)
+    assert int((ids == proc.image_token_id).sum()) == 1280  # 4 tiles + thumbnail, 256 each
 
 
 def test_unknown_kind_and_missing_checkpoint_are_clear(tmp_path):

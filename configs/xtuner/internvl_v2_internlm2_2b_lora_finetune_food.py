@@ -7,7 +7,7 @@
 # The paths below are InternStudio's. Elsewhere (or for your own photos), write a copy with your values:
 #   from course_utils import finetune
 #   finetune.configure("my_food.py", path=MODEL_DIR, data_root=IMAGES_DIR, data_path=TRAIN_JSON)
-# The settings are the seed lab's (batch 4 x accumulation 2, 10 epochs, lr 3e-5, LoRA r=128); notebook 08 explains them.
+# The settings are the original InternVL2 lab's (batch 4 x accumulation 2, 10 epochs, lr 3e-5, LoRA r=128); notebook 08 explains them.
 from mmengine.hooks import CheckpointHook, DistSamplerSeedHook, IterTimerHook, LoggerHook, ParamSchedulerHook
 from mmengine.optim import AmpOptimWrapper, CosineAnnealingLR, LinearLR
 from peft import LoraConfig
