@@ -112,16 +112,12 @@ def encode_texts(model, processor, texts) -> torch.Tensor:
         )
 
 
-def train_dual_encoder(
-    model, processor, config: AlignConfig, *, progress: bool = True
-) -> dict[str, list[float]]:
-    """Train ``model`` with ``info_nce`` and CLIP's learnable temperature; returns the loss/temperature history.
+def training_data(processor, config: AlignConfig):
+    """The training pool of ``train_dual_encoder``: ``(pixel_values, caption tokens, sampler)``.
 
-    Each batch holds distinct captions (no false negatives): ``batch_size`` combos drawn without replacement,
-    one random image of each from a pool of ``images_per_combo`` images per combo.
+    ``len(config.combos) * images_per_combo`` generated images (seed ``config.seed + 1``), their pixel values, the
+    distinct captions tokenised once, and a ``data.CaptionSampler`` that draws batches of distinct captions.
     """
-    from tqdm.auto import tqdm
-
     combos = list(config.combos)
     pool = data.make_shapes(
         len(combos) * config.images_per_combo,
@@ -133,7 +129,21 @@ def train_dual_encoder(
     captions = sorted({it.caption for it in pool})
     caption_id = {c: i for i, c in enumerate(captions)}
     tokens = processor.tokenizer(captions, padding=True, return_tensors="pt")
-    sampler = data.CaptionSampler([caption_id[it.caption] for it in pool])
+    return pixels, tokens, data.CaptionSampler([caption_id[it.caption] for it in pool])
+
+
+def train_dual_encoder(
+    model, processor, config: AlignConfig, *, progress: bool = True
+) -> dict[str, list[float]]:
+    """Train ``model`` with ``info_nce`` and CLIP's learnable temperature; returns the loss/temperature history.
+
+    Each batch holds distinct captions (no false negatives): ``batch_size`` combos drawn without replacement,
+    one random image of each from a pool of ``images_per_combo`` images per combo. Notebook 01 writes the loop
+    body out (encode, normalise, logits / temperature, symmetric InfoNCE, step) and checks it against this loop.
+    """
+    from tqdm.auto import tqdm
+
+    pixels, tokens, sampler = training_data(processor, config)
     g = torch.Generator().manual_seed(config.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.OneCycleLR(

@@ -13,7 +13,8 @@ Mirrors: BLIP-2 (Li et al., 2023, arXiv:2301.12597), Figure 2; LAVIS ``blip2_qfo
 ``Qformer.BertModel.get_extended_attention_mask`` (padding, ITC temperature initialised at 0.07, hard-negative
 sampling). One addition is not BLIP-2's: clamping the temperature to (0.001, 0.5) comes from BLIP-1 (LAVIS
 ``blip_models/blip_pretrain.py``); LAVIS's ``Blip2Qformer`` learns it unclamped.
-Introduced in notebook 02.
+Introduced in notebook 02, which writes out a block (``QFormerLayer``), the forward pass (``QFormer.forward``) and
+the three losses (``QFormer.stage1_losses``) and asserts that this module, the packaged copy, gives the same numbers.
 """
 
 from __future__ import annotations
@@ -119,7 +120,11 @@ def _ffn(dim: int, mult: int) -> nn.Sequential:
 
 
 class QFormerLayer(nn.Module):
-    """Shared self-attention; cross-attention to the image for the queries only; separate FFNs for queries and text."""
+    """Shared self-attention; cross-attention to the image for the queries only; separate FFNs for queries and text.
+
+    Mirrors LAVIS ``Qformer.BertLayer`` (``intermediate_query``/``output_query`` are the query FFN). Notebook 02 writes
+    this forward out as ``qformer_block`` and checks it against this class.
+    """
 
     def __init__(self, cfg: QFormerConfig, cross: bool):
         super().__init__()
@@ -170,7 +175,7 @@ class QFormer(nn.Module):
         """Hidden states of ``[queries; text]``: queries only when ``input_ids`` is None.
 
         ``mode`` picks the mask ("itc", "itm" or "itg"); a list gives each sample its own mask, so several
-        objectives can share one batched forward pass.
+        objectives can share one batched forward pass. Written out in notebook 02 as ``qformer_forward``.
         """
         b = image_feats.shape[0]
         x = self.query_tokens.expand(b, -1, -1)
@@ -198,7 +203,11 @@ class QFormer(nn.Module):
     def stage1_losses(
         self, image_feats, input_ids, text_attention_mask, *, dec_token_id: int, generator=None
     ) -> dict:
-        """ITC, ITM and ITG losses for a batch of matching (image, text) pairs, as LAVIS computes them."""
+        """ITC, ITM and ITG losses for a batch of matching (image, text) pairs, as LAVIS computes them.
+
+        Notebook 02 writes them out (``stage1_losses`` there, with one pass per objective) and checks this method
+        against it; here ITM and ITG share one batched pass, each sample with its own mask.
+        """
         nq, b = self.cfg.num_queries, input_ids.shape[0]
         with torch.no_grad():  # BLIP-1's clamp (LAVIS blip_pretrain.py), not in LAVIS's Blip2Qformer
             self.temp.clamp_(0.001, 0.5)

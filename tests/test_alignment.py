@@ -117,3 +117,12 @@ def test_a_short_training_run_learns_and_caches(clean_env):
     assert (path / "config.json").is_file() and str(path).startswith(str(clean_env / "cache"))
     loaded, _ = alignment.pretrained_dual_encoder(cfg, progress=False)  # from the cache, no training
     assert torch.equal(loaded.logit_scale, model.logit_scale)
+
+
+def test_training_data_pool_and_batches():
+    cfg = alignment.AlignConfig(images_per_combo=2, combos=data.all_combos()[:10])
+    processor = alignment.build_dual_encoder(cfg)[1]
+    pixels, tokens, sampler = alignment.training_data(processor, cfg)
+    assert pixels.shape[:2] == (20, 3) and tokens.input_ids.shape[0] == 10
+    chosen, picks = sampler.sample(8, torch.Generator().manual_seed(0))
+    assert len(set(chosen.tolist())) == 8 and len(picks) == 8  # distinct captions, one image each
