@@ -355,3 +355,20 @@ def test_lmdeploy_chat_raises_when_lmdeploy_answers_with_an_error(standin_lmdepl
         chat.batch([("what colour is the shape?", images[0])])
     with pytest.raises(RuntimeError, match="context_length_exceeded"):
         list(chat.stream(("what colour is the shape?", images[0])))
+
+
+def test_07_says_the_original_labs_sampling_was_greedy_in_0_6_1_too():
+    """lmdeploy 0.6.1's GenerationConfig also had do_sample=False (read in its wheel): the original lab's
+    top_p/temperature never sampled. 07 must not say it only became greedy later."""
+    import json
+
+    notebook = Path(__file__).resolve().parent.parent / "notebooks" / "07_lmdeploy_inference.ipynb"
+    text = "".join("".join(c["source"]) for c in json.loads(notebook.read_text(encoding="utf-8"))["cells"])
+    row = next(
+        line
+        for line in text.splitlines()
+        if line.startswith("| `GenerationConfig(top_p=0.8, temperature=0.8)`")
+    )
+    assert "0.6.1" in row and "greedy" in row and "today" not in row.split("|")[2].replace("as today", ""), (
+        row
+    )
