@@ -55,6 +55,7 @@ doctor: setup
 lint: setup
 	$(PY) -m ruff check course_utils tests notebooks images
 	$(PY) -m ruff format --check course_utils tests images
+	$(VENV)/bin/lint-imports  # the layers of course_utils: pyproject.toml [tool.importlinter]
 
 hygiene: setup
 	$(PY) -m course_utils.nbtools check

@@ -2,8 +2,9 @@
 
 A dual encoder maps images and captions into one embedding space; the symmetric InfoNCE loss pulls each image
 towards its own caption and pushes it away from the other captions in the batch. This module holds the loss, the
-retrieval metrics, the training loop used live in notebook 01, the temporal-alignment demo, and a cached
-*pretrained* dual encoder whose vision tower later notebooks reuse as a frozen "CLIP" (02, 03, 05).
+retrieval metrics, the training loop used live in notebook 01 and the temporal-alignment demo. The model itself
+(``mini.build_dual_encoder``) and the cached *pretrained* one whose vision tower later notebooks reuse as a frozen
+"CLIP" (02, 03, 05: ``mini.pretrained_dual_encoder``) live in ``course_utils.mini.clip_train``.
 
 Mirrors: CLIP (Radford et al., 2021, arXiv:2103.00020), Figure 3's pseudo-code; transformers' ``clip_loss``.
 Introduced in notebook 01.
@@ -11,16 +12,13 @@ Introduced in notebook 01.
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import data, mini, paths
+from . import data
 
 MAX_LOGIT_SCALE = float(np.log(100.0))  # CLIP clamps the learnable scale at 100 (temperature ≥ 0.01)
 
@@ -79,17 +77,6 @@ class AlignConfig:
     images_per_combo: int = 60
     seed: int = 0
     combos: list = field(default_factory=data.all_combos)
-
-
-def build_dual_encoder(config: AlignConfig):
-    """An untrained mini CLIP (transformers ``CLIPModel``) with the config's sizes."""
-    return mini.build_clip(
-        image_size=config.image_size,
-        patch_size=config.patch_size,
-        hidden=config.hidden,
-        layers=config.layers,
-        seed=config.seed,
-    )
 
 
 def _features(output) -> torch.Tensor:
@@ -210,34 +197,6 @@ def temporal_alignment(sim: torch.Tensor) -> list[int]:
         if j > 0 and i > 0 and best[i - 1, j - 1] > best[i, j - 1]:
             i -= 1
     return labels
-
-
-def _cache_path(config: AlignConfig) -> Path:
-    key = json.dumps(asdict(config), sort_keys=True)
-    return paths.cache_dir() / "models" / f"dual_encoder-{hashlib.sha1(key.encode()).hexdigest()[:10]}"
-
-
-def pretrained_dual_encoder(config: AlignConfig | None = None, *, progress: bool = True):
-    """A trained mini CLIP ``(model, processor)``: loaded from the course cache, or trained once and cached.
-
-    Later notebooks use its vision tower as the frozen, pretrained image encoder (as BLIP-2 and LLaVA start from CLIP).
-    """
-    config = config or AlignConfig()
-    path = _cache_path(config)
-    if (path / "config.json").is_file():
-        return mini.load("clip", path)
-    model, processor = build_dual_encoder(config)
-    train_dual_encoder(model, processor, config, progress=progress)
-    mini.save_atomic(model, processor, path)
-    return mini.load("clip", path)
-
-
-def store_pretrained(model, processor, config: AlignConfig) -> Path:
-    """Keep a dual encoder you trained as the cached pretrained one for ``config`` (notebook 01 → 02, 03, 05)."""
-    path = _cache_path(config)
-    if not (path / "config.json").is_file():
-        mini.save_atomic(model, processor, path)
-    return path
 
 
 def pca_2d(*embeddings: torch.Tensor) -> list[torch.Tensor]:

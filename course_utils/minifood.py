@@ -3,7 +3,7 @@
 Each dish of ``data.MINI_FOOD_DISHES`` gets its own look (a sauce colour and a topping pattern on a plate); every photo
 varies the plate's position and size, the table, the lighting and the topping layout, so a model has to learn the
 dish, not memorise pixels. The photos are written as ``<root>/<dish>/<k>.png`` with a ``dishes.csv`` beside them and
-turned into SIVQA items by ``foodieqa.build_from_folder``: exactly the path a learner takes with their own photos.
+turned into SIVQA items by ``sivqa.build_from_folder`` (``foodieqa build``): exactly the path a learner takes with their own photos.
 The mini InternVL has never seen any of it (it was trained on coloured shapes).
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from . import data, foodieqa
+from . import data, sivqa
 
 SAUCES = [(196, 120, 40), (170, 40, 30), (235, 205, 120), (120, 70, 40),
           (240, 235, 220), (90, 130, 60), (200, 90, 20), (150, 100, 160)]  # fmt: skip
@@ -61,7 +61,7 @@ def make_minifood(root, *, dishes: int = 8, photos_per_dish: int = 12, image_siz
     """Write ``photos_per_dish`` photos of the first ``dishes`` mini-food dishes under ``root``; return SIVQA items.
 
     Deterministic for fixed arguments. Also writes ``root/dishes.csv`` (dish, cuisine, region). Returns the items
-    ``foodieqa.build_from_folder`` makes from the folder (a "which dish", a "which cuisine" and a "which region"
+    ``sivqa.build_from_folder`` makes from the folder (a "which dish", a "which cuisine" and a "which region"
     question per photo, 4 choices each).
     """
     if not 4 <= dishes <= len(data.MINI_FOOD_DISHES):
@@ -75,4 +75,4 @@ def make_minifood(root, *, dishes: int = 8, photos_per_dish: int = 12, image_siz
             draw_dish(i, np.random.default_rng([seed, i, k]), image_size).save(folder / f"{k:03d}.png")
         rows.append(f"{zh},{cuisine},{region}")
     (root / "dishes.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
-    return foodieqa.build_from_folder(root, root / "dishes.csv", seed=seed)
+    return sivqa.build_from_folder(root, root / "dishes.csv", seed=seed)

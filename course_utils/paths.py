@@ -28,6 +28,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from . import sivqa
+
 DEFAULT_MODEL_DIR = "/root/share/new_models/OpenGVLab/InternVL2-2B"
 DEFAULT_FOODIEQA_DIR = "/root/share/datasets/FoodieQA"
 DEFAULT_CACHE_DIR = "~/.cache/mllm-course"
@@ -96,13 +98,11 @@ def foodieqa_problem(path: Path | None = None) -> str | None:
     answer) and every photo its items name. The converted ``sivqa_llava.json`` that the original InternVL2 lab left on
     InternStudio is not enough on its own: it has no choices to score the model on before and after.
     """
-    from . import foodieqa  # lazily: foodieqa is heavier than this module
-
     path = foodieqa_dir() if path is None else Path(path)
     try:
-        sivqa = foodieqa.find_sivqa(path)
-        items = foodieqa.load_sivqa(sivqa)
-    except foodieqa.FoodieQAError as err:
+        found = sivqa.find_sivqa(path)
+        items = sivqa.load_sivqa(found)
+    except sivqa.FoodieQAError as err:
         converted = sorted(path.glob("**/*_llava.json")) if path.is_dir() else []
         if converted:
             return (f"{path} holds only the converted {converted[0].name}, without FoodieQA's raw sivqa_tidy.json "
@@ -110,14 +110,14 @@ def foodieqa_problem(path: Path | None = None) -> str | None:
                     "there, or point MLLM_COURSE_FOODIEQA_DIR at a full copy")  # fmt: skip
         return str(err)
     if not items:
-        return f"{sivqa}: no items"
+        return f"{found}: no items"
     missing = [
         it["food_meta"]["food_file"]
         for it in items
-        if not (sivqa.parent / it["food_meta"]["food_file"]).is_file()
+        if not (found.parent / it["food_meta"]["food_file"]).is_file()
     ]
     if missing:
-        return (f"{sivqa}: {len(missing)} of {len(items)} photos missing under {sivqa.parent} "
+        return (f"{found}: {len(missing)} of {len(items)} photos missing under {found.parent} "
                 f"(e.g. {missing[0]}): notebook 08 needs the images folder beside the SIVQA file")  # fmt: skip
     return None
 

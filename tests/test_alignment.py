@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from course_utils import alignment, data
+from course_utils import alignment, data, mini
 
 
 def direct_info_nce(img, txt, temperature):
@@ -31,7 +31,7 @@ def test_info_nce_matches_direct_cross_entropy(n, d, t):
 def test_info_nce_matches_transformers_clip_model_loss():
     """CLIPModel(..., return_loss=True) computes the same loss from its own embeddings and logit scale."""
     cfg = alignment.AlignConfig()
-    model, processor = alignment.build_dual_encoder(cfg)
+    model, processor = mini.build_dual_encoder(cfg)
     items = data.make_shapes(6, image_size=cfg.image_size)
     inputs = processor(
         text=[it.caption for it in items],
@@ -106,22 +106,22 @@ def test_pca_shapes_and_centering():
 
 def test_a_short_training_run_learns_and_caches(clean_env):
     cfg = alignment.AlignConfig(steps=60, images_per_combo=4, batch_size=16)
-    model, processor = alignment.build_dual_encoder(cfg)
+    model, processor = mini.build_dual_encoder(cfg)
     items = data.make_shapes(48, image_size=cfg.image_size, seed=9)
     captions = sorted({it.caption for it in items})
     before = alignment.evaluate_retrieval(model, processor, items, captions)["i2t@5"]
     history = alignment.train_dual_encoder(model, processor, cfg, progress=False)
     assert np.mean(history["loss"][-10:]) < np.mean(history["loss"][:10])
     assert alignment.evaluate_retrieval(model, processor, items, captions)["i2t@5"] > before
-    path = alignment.store_pretrained(model, processor, cfg)
+    path = mini.store_pretrained(model, processor, cfg)
     assert (path / "config.json").is_file() and str(path).startswith(str(clean_env / "cache"))
-    loaded, _ = alignment.pretrained_dual_encoder(cfg, progress=False)  # from the cache, no training
+    loaded, _ = mini.pretrained_dual_encoder(cfg, progress=False)  # from the cache, no training
     assert torch.equal(loaded.logit_scale, model.logit_scale)
 
 
 def test_training_data_pool_and_batches():
     cfg = alignment.AlignConfig(images_per_combo=2, combos=data.all_combos()[:10])
-    processor = alignment.build_dual_encoder(cfg)[1]
+    processor = mini.build_dual_encoder(cfg)[1]
     pixels, tokens, sampler = alignment.training_data(processor, cfg)
     assert pixels.shape[:2] == (20, 3) and tokens.input_ids.shape[0] == 10
     chosen, picks = sampler.sample(8, torch.Generator().manual_seed(0))

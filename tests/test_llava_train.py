@@ -5,9 +5,9 @@ import dataclasses
 import pytest
 import torch
 
-from course_utils import alignment, connectors, data, llava
+from course_utils import alignment, connectors, data, llava, mini
+from course_utils.mini import clip_train, sft
 from course_utils.mini import llava_train as L
-from course_utils.mini import sft
 
 TINY = dataclasses.replace(L.LlavaRecipe(), llm_steps=2, stage1_steps=2, stage2_steps=2, train_images=16)
 
@@ -15,8 +15,8 @@ TINY = dataclasses.replace(L.LlavaRecipe(), llm_steps=2, stage1_steps=2, stage2_
 @pytest.fixture
 def untrained_clip(monkeypatch):
     """Skip the 40-s CLIP training: an untrained mini CLIP with the default sizes stands in."""
-    clip, processor = alignment.build_dual_encoder(alignment.AlignConfig())
-    monkeypatch.setattr(alignment, "pretrained_dual_encoder", lambda *a, **k: (clip, processor))
+    clip, processor = mini.build_dual_encoder(alignment.AlignConfig())
+    monkeypatch.setattr(clip_train, "pretrained_dual_encoder", lambda *a, **k: (clip, processor))
     return clip
 
 

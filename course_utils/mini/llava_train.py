@@ -1,6 +1,6 @@
 """The mini LLaVA of notebooks 03 and 05: two pretrained towers joined by a projector, as LLaVA joins CLIP and Vicuna.
 
-* **Vision tower**: the contrastively trained mini CLIP of notebook 01 (``alignment.pretrained_dual_encoder()``),
+* **Vision tower**: the contrastively trained mini CLIP of notebook 01 (``mini.pretrained_dual_encoder()``),
   loaded into transformers' ``LlavaForConditionalGeneration``; frozen in every stage, as in LLaVA and LLaVA-1.5.
   Features come from its second-to-last layer with the CLS token dropped (``vision_feature_layer=-2``,
   ``vision_feature_select_strategy="default"``), exactly as LLaVA-1.5 reads CLIP ViT-L/14-336.
@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import alignment, data, llava
-from . import sft
+from . import clip_train, sft
 from .models import build_llava
 
 
@@ -57,7 +57,7 @@ def build_mini_llava(
     """
     recipe = recipe or LlavaRecipe()
     clip_config = alignment.AlignConfig()
-    clip, _ = alignment.pretrained_dual_encoder(clip_config, progress=progress)
+    clip, _ = clip_train.pretrained_dual_encoder(clip_config, progress=progress)
     model, processor = build_llava(
         image_size=clip_config.image_size, patch_size=clip_config.patch_size, vision_hidden=clip_config.hidden,
         hidden=recipe.hidden, layers=clip_config.layers, seed=recipe.seed,
