@@ -9,6 +9,8 @@ Pattern used in every notebook::
 
 A stub (``NotImplementedError``) prints a note and returns ``False``, so "Run all" stays green; a wrong answer
 raises ``ExerciseError`` that says which input failed and how; a correct answer prints ✅ and returns ``True``.
+Two exercises get checkers of their own, whose messages name the rule a wrong answer breaks: ``check_unpad``
+(notebook 04, LLaVA-NeXT's unpadding) and ``check_negative_weights`` (notebook 02, BLIP-2's hard negatives).
 
 Introduced in notebook 00.
 """
@@ -136,4 +138,177 @@ def check_value(
     if problem:
         raise ExerciseError(f"{name}: not quite: {problem}." + (f"\nHint: {hint}" if hint else ""))
     print(f"✅ {name}: correct.")
+    return True
+
+
+def _not_attempted(name: str) -> bool:
+    print(f"⏭  {name}: not attempted yet. Replace the `raise NotImplementedError` and run this cell again.")
+    return False
+
+
+def check_unpad(
+    student: Callable,
+    unpadded_shape: Callable,
+    cases: Iterable[tuple[tuple[int, int], tuple[int, int]]],
+    *,
+    name: str = "Exercise",
+) -> bool:
+    """Check ``student(features, image_size)``, an ``unpad_image`` (official LLaVA: sizes as (width, height)).
+
+    Each case is ``(image_size, (grid_width, grid_height))``. The features are a (2, grid_height, grid_width) tensor
+    whose channels hold each cell's row and column index, so a crop in the wrong place can be named. The expected crop
+    has the size ``unpadded_shape`` (the course's tested helper, ``llava.unpadded_shape``) returns, centred.
+    Introduced in notebook 04.
+    """
+    import torch
+
+    cases = list(cases)
+    for i, (image_size, (grid_w, grid_h)) in enumerate(cases):
+        rows = torch.arange(grid_h).view(-1, 1).expand(grid_h, grid_w)
+        cols = torch.arange(grid_w).view(1, -1).expand(grid_h, grid_w)
+        features = torch.stack([rows, cols]).float()
+        try:
+            got = student(features.clone(), image_size)
+        except NotImplementedError:
+            return _not_attempted(name)
+        where = (
+            f"{name}: wrong answer on test case {i + 1} of {len(cases)} (image {image_size[0]}×{image_size[1]}, "
+            f"feature grid {grid_w} wide × {grid_h} high, features of shape {tuple(features.shape)})"
+        )
+        if not isinstance(got, torch.Tensor) or got.dim() != 3 or got.shape[0] != 2:
+            raise ExerciseError(
+                f"{where}: expected a (C, H, W) tensor with the same C = 2, got {_describe(got)}."
+            )
+        w, h = unpadded_shape(image_size, (grid_w, grid_h))
+        got_h, got_w = got.shape[1:]
+        if (got_w, got_h) != (w, h):
+            if h < grid_h:
+                why = "the image is wider than the grid (width / height), so the padding is above and below: remove rows"
+            elif w < grid_w:
+                why = "the image is taller than the grid (width / height), so the padding is left and right: remove columns"
+            else:
+                why = "the image's sides, scaled to the grid, fill it: nothing to remove"
+            message = f"{where}: you kept {got_h} rows × {got_w} columns, expected {h} × {w}: {why}."
+            if (got_w, got_h) == (h, w) and w != h:
+                message += " Width and height swapped? image_size is (width, height) as PIL gives it; features are (C, H, W)."
+            elif abs(got_h - h) == 1 or abs(got_w - w) == 1:
+                message += (
+                    " Off by one: the official code removes the same number of rows (or columns), "
+                    "(current − new) // 2, from each side, and computes the new side with int() (truncation)."
+                )
+            raise ExerciseError(message)
+        top, left = (grid_h - h) // 2, (grid_w - w) // 2
+        if got.numel() == 0:  # an extreme aspect ratio: the official code keeps nothing, and so did you
+            continue
+        first_row, first_col = int(got[0, 0, 0]), int(got[1, 0, 0])
+        if (first_row, first_col) != (top, left):
+            raise ExerciseError(
+                f"{where}: the size is right, but your crop starts at row {first_row}, column {first_col}; "
+                f"the padding is split evenly on both sides, so the kept features start at row {top}, column {left}."
+            )
+        if not torch.equal(got, features[:, top : top + h, left : left + w]):
+            raise ExerciseError(f"{where}: the values changed: unpadding only slices the features.")
+    print(f"✅ {name}: correct on all {len(cases)} test cases.")
+    return True
+
+
+def _negative_weights_reference(sim, ids):
+    """LAVIS ``Blip2Qformer.forward`` with ``image_id``: every same-id pair masked to -10000, softmax over each row."""
+    same = ids[:, None] == ids[None, :]
+    return sim.detach().double().masked_fill(same, -10000.0).softmax(dim=1)
+
+
+def negative_weight_cases(seed: int = 0, n_cases: int = 24) -> list[tuple[Any, Any]]:
+    """Random ``(sim, ids)`` cases: square similarities (already divided by a temperature) and per-sample ids with
+    repeats, every row keeping at least one candidate of another id. The first case has all ids distinct."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    cases = []
+    for k in range(n_cases):
+        n = int(torch.randint(2, 13, (1,), generator=g))
+        scale = (1.0, 3.0, 14.0)[k % 3]  # 14 ≈ a cosine / 0.07
+        sim = torch.randn(n, n, generator=g) * scale
+        if k == 0:
+            ids = torch.arange(n)
+        else:
+            ids = torch.randint(0, max(2, n // 2 + 1), (n,), generator=g)
+            while len(ids.unique()) < 2:
+                ids = torch.randint(0, max(2, n // 2 + 1), (n,), generator=g)
+        cases.append((sim, ids))
+    return cases
+
+
+def check_negative_weights(student: Callable, *, name: str = "Exercise", cases=None) -> bool:
+    """Check ``student(sim, ids)``: BLIP-2's hard-negative sampling weights when several samples share an id.
+
+    Row i must be a probability distribution over the columns j with ``ids[j] != ids[i]``, proportional to
+    ``exp(sim[i, j])``; every pair with the same id (the diagonal included) gets 0, as LAVIS does when the batch
+    carries ``image_id`` (``blip2_qformer.py``). Failures name the row and the rule broken: row sums, zeros where the
+    id is shared, more similar = likelier, the softmax values, ``sim`` left unchanged. Introduced in notebook 02.
+    """
+    import torch
+
+    cases = negative_weight_cases() if cases is None else list(cases)
+    for i, (sim, ids) in enumerate(cases):
+        before = sim.clone()
+        try:
+            got = student(sim, ids)
+        except NotImplementedError:
+            return _not_attempted(name)
+        n = len(ids)
+        where = f"{name}: wrong answer on test case {i + 1} of {len(cases)} ({n} × {n} similarities, ids {ids.tolist()})"
+        if not torch.equal(sim, before):
+            raise ExerciseError(
+                f"{where}: your function changed `sim` in place (fill_diagonal_ / masked_fill_ on the input?). "
+                "The caller still needs its similarities for the ITC loss: work on a copy."
+            )
+        if not isinstance(got, torch.Tensor) or tuple(got.shape) != (n, n):
+            raise ExerciseError(f"{where}: expected an {n} × {n} tensor, got {_describe(got)}.")
+        got = got.detach().double()
+        expected = _negative_weights_reference(sim, ids)
+        if torch.isnan(got).any():
+            raise ExerciseError(f"{where}: the weights contain NaN (a row with every entry at -inf?).")
+        if (got < -1e-9).any():
+            raise ExerciseError(f"{where}: negative weights; probabilities are ≥ 0.")
+        row_sums = got.sum(dim=1)
+        if not torch.allclose(row_sums, torch.ones(n, dtype=got.dtype), atol=1e-4):
+            r = int((row_sums - 1).abs().argmax())
+            message = f"{where}: row {r} sums to {row_sums[r]:.4f}; each row (one text) must be a distribution: sum 1."
+            if torch.allclose(got.sum(dim=0), torch.ones(n, dtype=got.dtype), atol=1e-4):
+                message += " Your columns sum to 1: normalise over dim=1, the candidates of each row."
+            raise ExerciseError(message)
+        diag = got.diagonal()
+        if (diag > 1e-6).any():
+            r = int(diag.argmax())
+            raise ExerciseError(
+                f"{where}: row {r} gives its own positive (column {r}) probability {diag[r]:.3g}; it must be 0, "
+                "the matching image is never a negative."
+            )
+        same = (ids[:, None] == ids[None, :]) & ~torch.eye(n, dtype=torch.bool)
+        if (got[same] > 1e-6).any():
+            r, c = (int(x) for x in (same & (got > 1e-6)).nonzero()[0])
+            raise ExerciseError(
+                f"{where}: row {r} gives column {c} probability {got[r, c]:.3g}, but both have id {int(ids[r])}: "
+                "image c shows what text r says, so it is a positive too (a false negative). Every pair with the "
+                "same id must get 0."
+            )
+        allowed = ~(ids[:, None] == ids[None, :])
+        for r in range(n):
+            cand = allowed[r].nonzero().squeeze(1)
+            for a in cand:
+                for b in cand:
+                    if sim[r, a] > sim[r, b] + 1e-3 and got[r, a] < got[r, b] - 1e-6:
+                        raise ExerciseError(
+                            f"{where}: in row {r}, column {int(a)} is more similar than column {int(b)} "
+                            f"({sim[r, a]:.3f} > {sim[r, b]:.3f}) but gets less weight ({got[r, a]:.3g} < "
+                            f"{got[r, b]:.3g}): a harder negative must be likelier."
+                        )
+        if not torch.allclose(got, expected, atol=1e-5, rtol=1e-4):
+            raise ExerciseError(
+                f"{where}: zeros, sums and ordering are right, but the values differ from softmax(sim) over the "
+                f"allowed candidates (largest difference {(got - expected).abs().max():.3g}). Use exp, not sim "
+                "itself, and no extra temperature: sim is already divided by it."
+            )
+    print(f"✅ {name}: correct on all {len(cases)} test cases.")
     return True

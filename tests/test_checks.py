@@ -45,3 +45,104 @@ def test_bool_masks_and_values(capsys):
         checks.check_value(lambda: 47, 48)
     assert checks.compare([1.0, 2.0], (1.0, 2.0 + 1e-9)) is None
     assert checks.check_value(lambda: (_ for _ in ()).throw(NotImplementedError), 1) is False
+
+
+# ---- notebook 04: unpad_image ----------------------------------------------------------------------------------
+
+
+def official_unpad(tensor, original_size):
+    """llava_arch.py unpad_image, restated: tensor (C, H, W), original_size (width, height), int() truncation."""
+    ow, oh = original_size
+    ch, cw = tensor.shape[1:]
+    if ow / oh > cw / ch:
+        pad = (ch - int(oh * (cw / ow))) // 2
+        return tensor[:, pad : ch - pad, :]
+    pad = (cw - int(ow * (ch / oh))) // 2
+    return tensor[:, :, pad : cw - pad]
+
+
+def unpad_cases():
+    from course_utils import llava
+
+    sizes = [(1920, 1080), (1080, 1920), (336, 336), (300, 200), (200, 300), (4000, 300), (1, 1), (999, 1001), (5, 2507)]  # fmt: skip
+    return [(s, tuple(24 * k for k in llava.anyres_grid_shape(s, llava.LLAVA_NEXT_PINPOINTS))) for s in sizes]
+
+
+def test_unpad_checker_accepts_the_official_code_and_names_each_mistake(capsys):
+    from course_utils import llava
+
+    def check(fn):
+        return checks.check_unpad(fn, llava.unpadded_shape, unpad_cases(), name="Ex")
+
+    def stub(features, image_size):
+        raise NotImplementedError
+
+    assert check(stub) is False and "not attempted" in capsys.readouterr().out
+    assert check(official_unpad) and "correct on all 9" in capsys.readouterr().out
+
+    def new_side_only(t, size):  # keeps exactly int(new) rows: one too few when the difference is odd
+        (ow, oh), (ch, cw) = size, t.shape[1:]
+        if ow / oh > cw / ch:
+            new = int(oh * cw / ow)
+            return t[:, (ch - new) // 2 : (ch - new) // 2 + new]
+        new = int(ow * ch / oh)
+        return t[:, :, (cw - new) // 2 : (cw - new) // 2 + new]
+
+    with pytest.raises(checks.ExerciseError, match="Off by one"):
+        check(new_side_only)
+    with pytest.raises(checks.ExerciseError, match="swapped"):
+        check(lambda t, size: official_unpad(t, size[::-1]))
+    with pytest.raises(checks.ExerciseError, match="start at row 10"):
+        check(lambda t, size: t[:, : official_unpad(t, size).shape[1], : official_unpad(t, size).shape[2]])
+    with pytest.raises(checks.ExerciseError, match="same C"):
+        check(lambda t, size: official_unpad(t, size)[0])
+
+
+# ---- notebook 02: hard-negative weights with shared ids ---------------------------------------------------------
+
+
+def lavis_weights(sim, ids):
+    """blip2_qformer.py with image_id, restated: mask same-id pairs with -10000, then softmax per row."""
+    sim = sim.clone()
+    sim.masked_fill_(torch.eq(ids.view(-1, 1), ids.view(1, -1)), -10000)
+    return torch.softmax(sim, dim=1)
+
+
+def test_negative_weight_reference_is_lavis_and_qformer_on_distinct_ids():
+    from course_utils import qformer
+
+    for sim, ids in checks.negative_weight_cases():
+        ref = checks._negative_weights_reference(sim, ids)
+        assert torch.allclose(ref.float(), lavis_weights(sim, ids), atol=1e-6)
+        assert torch.allclose(ref.sum(1), torch.ones(len(ids), dtype=ref.dtype))
+    sim, ids = checks.negative_weight_cases()[0]
+    assert torch.equal(ids, torch.arange(len(ids)))  # the first case is the notebook's setting: all distinct
+    ref = checks._negative_weights_reference(sim, ids)
+    assert torch.allclose(ref.float(), qformer.hard_negative_weights(sim))
+
+
+def test_negative_weights_checker_names_each_mistake(capsys):
+    def stub(sim, ids):
+        raise NotImplementedError
+
+    assert checks.check_negative_weights(stub, name="Ex") is False
+    assert "not attempted" in capsys.readouterr().out
+    assert checks.check_negative_weights(lavis_weights, name="Ex")
+    assert "correct on all 24" in capsys.readouterr().out
+
+    def in_place(sim, ids):
+        return sim.masked_fill_(ids[:, None] == ids[None, :], -1e4).softmax(1)
+
+    wrong = {
+        "in place": in_place,
+        "Every pair with the same id": lambda sim, ids: sim.clone().fill_diagonal_(-1e4).softmax(1),
+        "its own positive": lambda sim, ids: sim.softmax(1),
+        "normalise over dim=1": lambda sim, ids: lavis_weights(sim.T, ids).T,
+        "harder negative must be likelier": lambda sim, ids: lavis_weights(-sim, ids),
+        "values differ": lambda sim, ids: lavis_weights(sim / 2, ids),
+        "sums to": lambda sim, ids: lavis_weights(sim, ids) * 2,
+        "expected an": lambda sim, ids: lavis_weights(sim, ids)[:, :-1],
+    }
+    for message, fn in wrong.items():
+        with pytest.raises(checks.ExerciseError, match=message):
+            checks.check_negative_weights(fn)

@@ -47,7 +47,7 @@ save_total_limit = -1  # keep every checkpoint (-1); set 2 to save disk
 lora_rank = 128  # LoRA rank r; 16-64 is enough for a few dishes and trains faster
 lora_alpha = 256  # scaling = alpha / r = 2
 
-# ---- model: ViT and LLM frozen, LoRA adapters on the LLM ---------------------------------------------------------
+# ---- model: ViT and LLM frozen, LoRA adapters on the LLM; the projector mlp1 is not frozen: it trains in full
 model = dict(
     type=InternVL_V1_5,
     model_path=path,
