@@ -53,16 +53,20 @@ doctor: setup
 
 # ---- tests -------------------------------------------------------------------------------------------------
 lint: setup
-	$(PY) -m ruff check course_utils tests notebooks images
-	$(PY) -m ruff format --check course_utils tests images
+	$(PY) -m ruff check course_utils tests notebooks images benchmarks
+	$(PY) -m ruff format --check course_utils tests images benchmarks
 	$(VENV)/bin/lint-imports  # the layers of course_utils: pyproject.toml [tool.importlinter]
 
 hygiene: setup
 	$(PY) -m course_utils.nbtools check
 
 # Unit tests, then every notebook (solutions included) executed top to bottom, in one pytest run.
+# In parallel: one pytest worker per core (JOBS), each notebook's cells on one worker (--dist loadfile), one torch
+# thread per worker (two threads per process on two busy cores run several times slower), CI's smoke sizes.
+JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 test: lint hygiene
-	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env -q -ra
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 COURSE_SMOKE=1 COURSE_THREADS=$${COURSE_THREADS:-1} \
+		$(PY) -m pytest notebooks tests --nbval-lax --nbval-current-env -q -ra -n $(JOBS) --dist loadfile
 
 unit: setup
 	HF_HUB_OFFLINE=1 $(PY) -m pytest tests -q
@@ -81,7 +85,7 @@ syllabus: setup
 	$(PY) -m course_utils.nbtools syllabus --write
 
 bench: setup
-	$(PY) tests/benchmarks/bench_setup.py
+	$(PY) benchmarks/bench.py
 
 # Run by CI before `make test` (~15 GB of venvs): the two GPU-lab stacks installed on CPU from envs/*.yml, and the
 # course's lmdeploy/XTuner command lines, configs and rehearsal stand-ins checked against the real packages (pipeline

@@ -1,7 +1,7 @@
 """Benchmark (not a test): train the mini InternVL from scratch and report held-out accuracy and training time.
 
-    python tests/benchmarks/bench_mini_internvl.py            # default recipe, 2 torch threads (as CI)
-    COURSE_THREADS=1 python tests/benchmarks/bench_mini_internvl.py
+    python benchmarks/mini_internvl.py            # default recipe, 2 torch threads (as CI)
+    COURSE_THREADS=1 python benchmarks/mini_internvl.py
 
 Targets (issue: the InternVL notebook): >= 90 % exact match on held-out images (aim 95 %), <= 60 s of training on
 2 CPU cores, bit-identical for a fixed seed and thread count. Prints a Markdown table.

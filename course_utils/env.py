@@ -11,7 +11,9 @@ Track selection, from the environment variables:
 
 * ``COURSE_TRACK=mini`` or ``full`` forces a track; ``auto`` (the default) picks ``full`` only when a CUDA GPU
   is present *and* the assets the notebook needs exist (the model folder; for 08 also FoodieQA).
-* ``CI`` set to a true value (``1``, ``true``) means mini with *smoke* sizes (``pick(..., smoke=...)``), unless
+* ``COURSE_SMOKE=1`` gives the mini track's *smoke* sizes (``pick(..., smoke=...)``), CI's small sizes (``make test``
+  sets it; a learner's JupyterLab keeps the mini sizes).
+* ``CI`` set to a true value (``1``, ``true``) means mini with smoke sizes, unless
   ``COURSE_TRACK=full`` is given explicitly (a GPU runner).
 * ``full`` that cannot run (no GPU, no weights) falls back to ``mini`` and says why: a notebook never stops on a
   missing GPU.
@@ -191,9 +193,14 @@ class CourseEnv:
         return "\n".join(lines)
 
 
-def init(notebook_id: str, seed: int = 0, *, quiet: bool = False) -> CourseEnv:
-    """Set up a notebook: offline hubs, threads, seeds, track. Prints a three-line report unless ``quiet``."""
+def init(notebook_id: str, seed: int | None = None, *, quiet: bool = False) -> CourseEnv:
+    """Set up a notebook: offline hubs, threads, seeds, track. Prints a three-line report unless ``quiet``.
+
+    ``seed``: the course seed (``ENV.seed``), which the notebooks also pass to their training recipes; default
+    ``COURSE_SEED`` or 0 (``benchmarks/robustness.py`` runs the notebooks under other seeds this way)."""
     global _CURRENT
+    if seed is None:
+        seed = int(os.environ.get("COURSE_SEED", "").strip() or 0)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -216,7 +223,7 @@ def init(notebook_id: str, seed: int = 0, *, quiet: bool = False) -> CourseEnv:
         notebook_id=notebook_id,
         track=track,
         reason=reason,
-        smoke=in_ci() and track == "mini",
+        smoke=(in_ci() or _truthy(os.environ.get("COURSE_SMOKE"))) and track == "mini",
         seed=seed,
         threads=threads,
         device="cuda" if (gpu and track == "full") else "cpu",

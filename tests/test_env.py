@@ -89,6 +89,14 @@ def test_ci_means_mini_with_smoke_sizes(clean_env, monkeypatch, assets, value):
     assert e.pick(mini=800, full=5000) == 800
 
 
+def test_course_smoke_gives_smoke_sizes_without_forcing_the_track(clean_env, monkeypatch):
+    """make test sets COURSE_SMOKE=1: CI's small sizes, but the track is still chosen as for a learner."""
+    monkeypatch.setenv("COURSE_SMOKE", "1")
+    e = env.init("03", quiet=True)
+    assert e.mini and e.smoke and e.pick(mini=800, full=5000, smoke=100) == 100
+    assert env.choose_track("03")[1].startswith("auto")
+
+
 @pytest.mark.parametrize("value", ["0", "false", ""])
 def test_ci_false_values(clean_env, monkeypatch, value):
     monkeypatch.setenv("CI", value)
@@ -144,3 +152,10 @@ def test_a_kernel_with_old_transformers_says_which_kernel_runs_the_mini_track(cl
     assert f"⚠ {problem}" in capsys.readouterr().out
     with pytest.raises(ImportError, match="transformers >= 5.20"):
         importlib.reload(requires)
+
+
+def test_course_seed_sets_the_seed_unless_given(clean_env, monkeypatch):
+    assert env.init("03", quiet=True).seed == 0
+    monkeypatch.setenv("COURSE_SEED", "2")
+    assert env.init("03", quiet=True).seed == 2
+    assert env.init("03", seed=5, quiet=True).seed == 5

@@ -82,7 +82,7 @@ def test_stage_1_leaves_the_towers_untouched(built):
 
 def test_recipe_runs_caches_and_reloads(clean_env, monkeypatch):
     model, processor = T.load_mini_internvl(TINY, progress=False)
-    assert (clean_env / "cache" / "models" / f"mini_internvl-{TINY.key()}" / "config.json").is_file()
+    assert (clean_env / "cache" / "models" / T.cache_path(TINY).name / "config.json").is_file()
     monkeypatch.setattr(T, "train_mini_internvl", lambda *a, **k: pytest.fail("should load from the cache"))
     again, _ = T.load_mini_internvl(TINY, progress=False)
     assert all(

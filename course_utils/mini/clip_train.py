@@ -4,18 +4,18 @@
 (transformers' ``CLIPModel`` at mini size) and caches the *pretrained* one whose vision tower notebooks 02, 03 and 05
 reuse as a frozen "CLIP", as BLIP-2 and LLaVA start from OpenAI's CLIP.
 
-The cache folder is ``<cache>/models/dual_encoder-<hash of the AlignConfig>``: one trained copy per configuration.
+The cache folder is ``<cache>/models/dual_encoder-<hash of the AlignConfig and the conditions>`` (``mini.cache``): one
+trained copy per configuration, thread count and library versions.
 Introduced in notebook 01.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import asdict
 from pathlib import Path
 
-from .. import alignment, paths
+from .. import alignment
+from . import cache
 from .models import build_clip, load, save_atomic
 
 
@@ -31,8 +31,7 @@ def build_dual_encoder(config: alignment.AlignConfig):
 
 
 def _cache_path(config: alignment.AlignConfig) -> Path:
-    key = json.dumps(asdict(config), sort_keys=True)
-    return paths.cache_dir() / "models" / f"dual_encoder-{hashlib.sha1(key.encode()).hexdigest()[:10]}"
+    return cache.folder("dual_encoder", asdict(config))
 
 
 def pretrained_dual_encoder(config: alignment.AlignConfig | None = None, *, progress: bool = True):
@@ -42,17 +41,19 @@ def pretrained_dual_encoder(config: alignment.AlignConfig | None = None, *, prog
     """
     config = config or alignment.AlignConfig()
     path = _cache_path(config)
-    if (path / "config.json").is_file():
-        return load("clip", path)
-    model, processor = build_dual_encoder(config)
-    alignment.train_dual_encoder(model, processor, config, progress=progress)
-    save_atomic(model, processor, path)
+    if not cache.ready(path):
+        with cache.building(path):
+            if not cache.ready(path):
+                model, processor = build_dual_encoder(config)
+                alignment.train_dual_encoder(model, processor, config, progress=progress)
+                save_atomic(model, processor, path)
     return load("clip", path)
 
 
 def store_pretrained(model, processor, config: alignment.AlignConfig) -> Path:
     """Keep a dual encoder you trained as the cached pretrained one for ``config`` (notebook 01 → 02, 03, 05)."""
     path = _cache_path(config)
-    if not (path / "config.json").is_file():
-        save_atomic(model, processor, path)
+    with cache.building(path):
+        if not cache.ready(path):
+            save_atomic(model, processor, path)
     return path

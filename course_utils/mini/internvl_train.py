@@ -14,7 +14,7 @@ A projector between two *random* towers learns nothing (measured while building 
 random towers stays at 0 % exact match); with pretrained towers stage 1 already works.
 The model keeps InternVL's structure (ViT → pixel shuffle 0.5 → mlp1 → LLM, ``<img><IMG_CONTEXT>…</img>``) at a
 96-px tile with 8-px patches (36 visual tokens per tile) instead of 448 px with 14-px patches (256), so it trains in
-about 70 s on 2 CPU threads (tests/benchmarks/bench_mini_internvl.py: ~91 % held-out exact match; the contrastive ViT
+about 70 s on 2 CPU threads (benchmarks/mini_internvl.py: ~91 % held-out exact match; the contrastive ViT
 pretraining is half of that time, and fewer ViT steps or smaller contrastive batches cost the star/triangle distinction).
 Measured: with 8 × 8 patches per tile (112 px / 14) the ViT never learns to tell a star from a triangle (shape
 accuracy ~50 %); 12 × 12 patches and a well-pretrained ViT (contrastive loss ≈ 0.2) reach ~95 % overall.
@@ -24,15 +24,13 @@ Introduced in notebook 06; ``load_mini_internvl()`` is what notebooks 07 and 08 
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 
-from .. import data, paths
-from . import sft
+from .. import data
+from . import cache, sft
 from .models import build_internvl, load, save_atomic
 from .sft import Conversations, chat_prompt  # noqa: F401  (re-exported: notebook 06 uses T.Conversations)
 
@@ -56,9 +54,6 @@ class Recipe:
     vision_lr_scale: float = 0.1  # ours, not InternVL's: stage 2 fine-tunes the pretrained mini ViT gently
     train_images: int = 1920
     seed: int = 0
-
-    def key(self) -> str:
-        return hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
 
 
 def qa_samples(
@@ -168,23 +163,29 @@ def train_mini_internvl(recipe: Recipe | None = None, progress: bool = True):
 
 
 def load_mini_internvl(recipe: Recipe | None = None, progress: bool = True):
-    """The trained mini InternVL ``(model, processor)``: from the course cache, or trained once (~1 min) and cached."""
+    """The trained mini InternVL ``(model, processor)``: from the course cache, or trained once (~1 min) and cached.
+
+    The cache is keyed by the recipe and the conditions (torch threads, library versions; ``mini.cache``), and two
+    processes that need it at once train it once."""
     recipe = recipe or Recipe()
     path = cache_path(recipe)
-    if not (path / "config.json").is_file():
-        model, processor, _ = train_mini_internvl(recipe, progress)
-        store_mini_internvl(model, processor, recipe)
+    if not cache.ready(path):
+        with cache.building(path):
+            if not cache.ready(path):
+                model, processor, _ = train_mini_internvl(recipe, progress)
+                save_atomic(model, processor, path)
     return load("internvl", path)
 
 
 def cache_path(recipe: Recipe | None = None):
-    """Where ``load_mini_internvl`` keeps the model trained with ``recipe``."""
-    return paths.cache_dir() / "models" / f"mini_internvl-{(recipe or Recipe()).key()}"
+    """Where ``load_mini_internvl`` keeps the model trained with ``recipe`` under this kernel's conditions."""
+    return cache.folder("mini_internvl", asdict(recipe or Recipe()))
 
 
 def store_mini_internvl(model, processor, recipe: Recipe | None = None):
     """Keep a model trained with ``recipe`` (e.g. live in notebook 06) as the cached one notebooks 07 and 08 load."""
     path = cache_path(recipe)
-    if not (path / "config.json").is_file():
-        save_atomic(model, processor, path)
+    with cache.building(path):
+        if not cache.ready(path):
+            save_atomic(model, processor, path)
     return path

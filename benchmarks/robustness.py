@@ -1,0 +1,176 @@
+"""Benchmark (not a test): does every asserted result of the notebooks hold, with margin, under a learner's conditions?
+
+    python benchmarks/robustness.py                      # every asserted notebook, every condition (long: hours)
+    python benchmarks/robustness.py 06 08 --jobs 2       # some notebooks, two runs at a time (1-thread runs only)
+    python benchmarks/robustness.py --conditions seed1 threads2
+
+A notebook's assertions hold in CI; a learner re-runs it, with another thread count, another seed, a cache that an
+earlier run in another mode filled. This script executes each notebook that asserts a trained result under each
+condition (errors allowed, so one failing assertion does not hide the others), then reads the asserted quantities
+from the kernel and prints one Markdown table: value, threshold, margin (value - threshold; an assertion needs a
+positive margin, and a margin of a few points is a bug in the recipe or the threshold).
+
+Conditions (each a set of environment variables; ``COURSE_SEED`` is the course seed that ``env.init`` uses and the
+notebooks pass to their training recipes):
+* ``ci``: CI's sizes (``CI=1``, 2 threads), cold cache — the reference;
+* ``threads1``: CI's sizes at 1 thread; ``seed1``, ``seed2``: other seeds (1 thread);
+* ``learner``: a learner's JupyterLab (no CI: mini sizes, half the cores = 1 thread here), cold cache;
+* ``warm``: CI's sizes after a ``learner`` run filled the same cache (the cache is keyed by the conditions, so this
+  must give the ``ci`` numbers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# notebook → (what is asserted, the asserted quantity as an expression in the notebook's namespace, threshold)
+CHECKS = {
+    "01_mllm_and_alignment": [
+        ("retrieval i2t@1", 'after["i2t@1"]', 0.4),
+        ("i2t@1 gain", 'after["i2t@1"] - before["i2t@1"]', 0.3),
+        ("retrieval t2i@1", 'after["t2i@1"]', 0.4),
+        ("retrieval i2t@5", 'after["i2t@5"]', 0.8),
+        ("seen pairs i2t@1", "seen_acc", 0.4),
+        ("unseen pairs i2t@1", "unseen_acc", "2 / len(CAPTIONS)"),
+    ],
+    "02_qformer_blip2": [
+        ("ITC i2t top-1", 'after["ITC image→text top-1"]', 0.5),
+        ("ITC gain", 'after["ITC image→text top-1"] - before["ITC image→text top-1"]', 0.4),
+        ("ITG exact captions", 'after["ITG exact captions"]', 0.5),
+        ("ITM gain", 'after["ITM accuracy (own vs random caption)"] - before["ITM accuracy (own vs random caption)"]', 0.1),
+    ],
+    "03_llava": [
+        ("stage 1 caption gain", 'results["stage 1, mlp2x_gelu"]["caption"] - results["pretrained towers, random projector"]["caption"]', 0.1),
+        ("stage 2 all", 'results["stage 2, mlp2x_gelu"]["all"]', 0.65),
+        ("stage 2 colour", 'results["stage 2, mlp2x_gelu"]["colour"]', 0.9),
+        ("last layer + CLS shape gain", 'results["stage 2, last layer + CLS"]["shape"] - results["stage 2, mlp2x_gelu"]["shape"]', 0.1),
+    ],
+    "05_qformer_vs_mlp": [
+        ("worst arm, final all", 'min(run["final"]["all"] for run in runs.values())', 0.6),
+    ],
+    "06_internvl": [
+        ("stage 1 caption gain", 'results["after stage 1"]["caption"] - results["random towers"]["caption"]', 0.1),
+        ("stage 2 all", 'results["after stage 2"]["all"]', 0.85),
+        ("router IoU over the best baseline", "iou_after - max(iou_before, iou_mean_box)", 0.1),
+    ],
+    "07_lmdeploy_inference": [
+        ("chat answers right", "hits", "len(session.history) - 1"),
+    ],
+    "08_xtuner_finetune": [
+        ("after LoRA, log-lik", 'after["all"]', 0.85),
+        ("before LoRA below 0.5 (margin = 0.5 - value)", '1 - before["all"]', 0.5),
+    ],
+}  # fmt: skip
+
+CONDITIONS = {
+    "ci": {"CI": "1", "COURSE_SEED": "0"},
+    "threads1": {"CI": "1", "COURSE_THREADS": "1", "COURSE_SEED": "0"},
+    "seed1": {"CI": "1", "COURSE_THREADS": "1", "COURSE_SEED": "1"},
+    "seed2": {"CI": "1", "COURSE_THREADS": "1", "COURSE_SEED": "2"},
+    "learner": {"COURSE_SEED": "0"},
+    "warm": {"CI": "1", "COURSE_SEED": "0"},  # run after "learner", in its cache
+}
+CLEARED = ("CI", "COURSE_SMOKE", "COURSE_THREADS", "COURSE_SEED", "COURSE_TRACK")
+
+
+def run_one(path: Path) -> None:
+    """Child mode: execute the notebook (errors allowed), then print the asserted quantities as JSON."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    name = path.stem
+    probe = ["import json as _json", "_out = {}"]
+    for label, value, threshold in CHECKS[name]:
+        limit = threshold if isinstance(threshold, str) else repr(float(threshold))
+        probe.append(
+            f"try:\n    _out[{label!r}] = [float({value}), float({limit})]\n"
+            f"except Exception as _e:\n    _out[{label!r}] = [None, repr(_e)]"
+        )
+    probe.append("print('@@' + _json.dumps(_out))")
+    nb = nbformat.read(path, as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell("\n".join(probe)))
+    client = NotebookClient(nb, kernel_name="python3", timeout=3600, allow_errors=True,
+                            resources={"metadata": {"path": str(path.parent)}})  # fmt: skip
+    client.execute()
+    errors = [
+        o.get("ename") for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"
+    ]
+    text = "".join(
+        o.get("text", "") for o in nb.cells[-1].get("outputs", []) if o.get("output_type") == "stream"
+    )
+    found = json.loads(text.split("@@", 1)[1]) if "@@" in text else {}
+    print("@@" + json.dumps({"values": found, "errors": errors}))
+
+
+def execute(path: Path, condition: str, cache: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in CLEARED}
+    env |= CONDITIONS[condition] | {"MLLM_COURSE_CACHE": str(cache)}
+    proc = subprocess.run(
+        [sys.executable, __file__, "--one", str(path)], env=env, capture_output=True, text=True
+    )
+    out = proc.stdout.rsplit("@@", 1)
+    if len(out) < 2:
+        return {"values": {}, "errors": [f"crashed: {proc.stderr.strip().splitlines()[-1:]}"]}
+    return json.loads(out[1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("ids", nargs="*", help="notebook id prefixes (default: every notebook that asserts)")
+    parser.add_argument("--conditions", nargs="*", default=list(CONDITIONS), choices=list(CONDITIONS))
+    parser.add_argument("--jobs", type=int, default=1, help="runs at a time (give 1-thread conditions only)")
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        return run_one(Path(args.one))
+    names = [n for n in CHECKS if not args.ids or any(n.startswith(i) for i in args.ids)]
+    with tempfile.TemporaryDirectory() as tmp:
+        shared = Path(tmp) / "learner-then-warm"
+
+        def job(item):
+            name, condition = item
+            cache = shared if condition in ("learner", "warm") else Path(tmp) / f"{name}-{condition}"
+            result = execute(ROOT / "notebooks" / f"{name}.ipynb", condition, cache)
+            print(f"  {name} [{condition}]: {result['errors'] or 'no errors'}", file=sys.stderr, flush=True)
+            return item, result
+
+        plain = [(n, c) for n in names for c in args.conditions if c not in ("learner", "warm")]
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            results = dict(pool.map(job, plain))
+        for name in names:  # learner first, then warm in the cache it filled, one notebook at a time
+            for condition in ("learner", "warm"):
+                if condition in args.conditions:
+                    results[(name, condition)] = job((name, condition))[1]
+    print("\n| notebook | asserted | condition | value | threshold | margin |\n|---|---|---|---:|---:|---:|")
+    worst = []
+    for name in names:
+        for label, *_ in CHECKS[name]:
+            for condition in args.conditions:
+                value, threshold = results[(name, condition)]["values"].get(label, [None, "not reached"])
+                if value is None:
+                    print(f"| {name[:2]} | {label} | {condition} | – | {threshold} | **not measured** |")
+                    continue
+                margin = value - threshold
+                worst.append((margin, name, label, condition))
+                flag = " ⚠" if margin <= 0.02 else ""
+                print(
+                    f"| {name[:2]} | {label} | {condition} | {value:.3f} | {threshold:.3f} | {margin:+.3f}{flag} |"
+                )
+    if worst:
+        margin, name, label, condition = min(worst)
+        print(
+            f"\nSmallest margin: {margin:+.3f} ({name[:2]} · {label} · {condition}); ⚠ marks a margin of 0.02 or less."
+        )
+
+
+if __name__ == "__main__":
+    main()

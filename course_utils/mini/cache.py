@@ -1,0 +1,70 @@
+"""The course cache of trained mini models: one folder per recipe *and* per conditions, built once, under a lock.
+
+A trained model depends on more than its recipe. PyTorch gives different results at different thread counts (each
+bit-reproducible at a fixed count), and a new torch or transformers can change the numerics. So a folder's name hashes
+the recipe together with the conditions it was trained under (torch threads, torch and transformers versions): a model
+trained in one mode (a learner's kernel with one thread) is never silently reused in another (CI's two threads), and
+a notebook that asserts a result gets the model its own conditions produce, warm cache or cold.
+
+Building happens under a file lock beside the folder, so two processes that need the same model (two notebooks open
+at once, two test workers) train it once: the second waits, then loads what the first saved.
+
+    path = cache.folder("mini_internvl", asdict(recipe))     # <cache>/models/mini_internvl-<hash>
+    with cache.building(path):                               # one builder at a time
+        if not cache.ready(path): save_atomic(*train(), path)
+
+Used by ``mini.internvl_train``, ``mini.clip_train`` and ``mini.qformer_train``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from .. import paths
+
+
+def conditions() -> dict:
+    """What besides the recipe decides the trained weights: torch's thread count and the library versions."""
+    import torch
+    import transformers
+
+    return {
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+    }
+
+
+def folder(kind: str, recipe: dict) -> Path:
+    """``<cache>/models/<kind>-<hash of recipe and conditions>``."""
+    key = json.dumps({"recipe": recipe, "conditions": conditions()}, sort_keys=True, default=str)
+    return paths.cache_dir() / "models" / f"{kind}-{hashlib.sha1(key.encode()).hexdigest()[:10]}"
+
+
+def ready(path: Path) -> bool:
+    """True once a complete model was saved there (``save_atomic`` renames the folder into place last)."""
+    return (Path(path) / "config.json").is_file()
+
+
+@contextmanager
+def building(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``<path>.lock`` (POSIX ``flock``; no lock where the platform has none)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except (
+        ImportError
+    ):  # Windows: no flock; two builders would only waste time, save_atomic keeps the folder whole
+        yield
+        return
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
