@@ -312,3 +312,97 @@ def check_negative_weights(student: Callable, *, name: str = "Exercise", cases=N
             )
     print(f"✅ {name}: correct on all {len(cases)} test cases.")
     return True
+
+
+def grid_cases(seed: int = 0, n_random: int = 120) -> list[tuple[int, int, int]]:
+    """``(width, height, max_num)`` cases for InternVL's grid choice: exact ties (square and 2:1 images of several
+    sizes, ratios halfway between two grids), tiny images (250 × 100), extreme aspect ratios, then random sizes."""
+    import random
+
+    fixed = [
+        (448, 448, 12), (600, 600, 12), (700, 700, 12), (1000, 1000, 12), (1400, 1400, 12), (100, 100, 12),
+        (896, 448, 12), (500, 250, 12), (1200, 600, 12), (1800, 900, 12), (448, 896, 12), (600, 1200, 12),
+        (250, 100, 12), (100, 250, 12), (50, 20, 12), (1, 1, 12), (3, 1, 12), (800, 1300, 12), (1920, 1080, 12),
+        (1080, 1920, 12), (10000, 10, 12), (10, 10000, 12), (4000, 300, 12), (1344, 336, 12),
+        (600, 400, 2), (1200, 800, 2), (300, 200, 2), (1000, 1000, 6), (300, 300, 6), (1920, 1080, 6),
+        (4000, 400, 40), (1000, 1000, 40), (250, 100, 40), (448, 448, 1), (2000, 100, 1),
+    ]  # fmt: skip
+    rng = random.Random(seed)
+    randoms = [
+        (rng.randint(1, 4000), rng.randint(1, 4000), rng.choice((6, 12, 12, 40))) for _ in range(n_random)
+    ]
+    return fixed + randoms
+
+
+def check_dynamic_grid(
+    student: Callable, dynamic_grid: Callable, cases=None, *, name: str = "Exercise", image_size: int = 448
+) -> bool:
+    """Check ``student(width, height, max_num)``: the (cols, rows) grid InternVL picks for an image.
+
+    ``dynamic_grid`` is the course's tested helper (``internvl.dynamic_grid``, the official ``find_closest_aspect_ratio``
+    rule). Failures name the image size, the expected and the given grid and the rule broken: closest aspect ratio,
+    the tile budget, (cols, rows) order, or the tie rule (on an exact tie a later, larger grid wins only when the
+    image's area exceeds half of that grid's area). Introduced in notebook 06.
+    """
+    cases = grid_cases() if cases is None else list(cases)
+    for i, (w, h, max_num) in enumerate(cases):
+        try:
+            got = student(w, h, max_num)
+        except NotImplementedError:
+            return _not_attempted(name)
+        expected = tuple(dynamic_grid(w, h, max_num=max_num, image_size=image_size))
+        where = (
+            f"{name}: wrong answer on test case {i + 1} of {len(cases)} (image {w}×{h}, max_num={max_num})"
+        )
+        if (
+            not isinstance(got, (tuple, list))
+            or len(got) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in got)
+        ):
+            raise ExerciseError(
+                f"{where}: expected a (cols, rows) pair of ints such as {expected}, got {_describe(got)}."
+            )
+        got = tuple(got)
+        if got == expected:
+            continue
+        (gc, gr), (ec, er) = got, expected
+        said = f"{where}: you chose the {gc}×{gr} grid (cols × rows), expected {ec}×{er}"
+        aspect, area = w / h, w * h
+        got_diff, exp_diff = abs(aspect - gc / gr), abs(aspect - ec / er)
+        if gc < 1 or gr < 1 or gc * gr > max_num:
+            raise ExerciseError(
+                f"{said}: {gc * gr} tiles, but a grid must have 1 to max_num = {max_num} tiles."
+            )
+        if got == (er, ec):
+            raise ExerciseError(
+                f"{said}: cols and rows swapped? The image's ratio is width / height = {aspect:.3g}; a grid of "
+                "cols × rows tiles has ratio cols / rows, and the answer is (cols, rows) like PIL's (width, height)."
+            )
+        if got_diff > exp_diff:
+            raise ExerciseError(
+                f"{said}: the image's ratio is {w}/{h} = {aspect:.4g}; yours is {gc}/{gr} = {gc / gr:.4g} "
+                f"(off by {got_diff:.4g}), but {ec}/{er} = {ec / er:.4g} is closer (off by {exp_diff:.4g}). "
+                "The closest aspect ratio wins; only an exact tie is decided by area."
+            )
+        half = 0.5 * image_size**2 * ec * er
+        rule = (
+            f"Both grids are exactly as close to the image's ratio {aspect:.4g}: a tie. Walking the grids from fewest "
+            "to most tiles, a later (larger) tied grid replaces the current one only when the image's area exceeds "
+            f"half of that grid's area: area > 0.5 · {image_size}² · cols · rows."
+        )
+        if gc * gr < ec * er:
+            raise ExerciseError(
+                f"{said}. {rule} Here {w}·{h} = {area:,} > 0.5 · {image_size}² · {ec}·{er} = {half:,.0f}, so the "
+                f"larger {ec}×{er} wins. (Keeping the first closest grid and never replacing it misses this.)"
+            )
+        half_got = 0.5 * image_size**2 * gc * gr
+        if gc * gr == ec * er or area > half_got:
+            raise ExerciseError(
+                f"{said}. {rule} Walk the grids in the order internvl.candidate_grids gives them (by tile count)."
+            )
+        raise ExerciseError(
+            f"{said}. {rule} For your {gc}×{gr}: {w}·{h} = {area:,} ≤ 0.5 · {image_size}² · {gc}·{gr} = "
+            f"{half_got:,.0f}, so it must not replace the smaller grid: a small image is not blown up to more tiles."
+        )
+    print(f"✅ {name}: correct on all {len(cases)} test cases.")
+    return True

@@ -146,3 +146,63 @@ def test_negative_weights_checker_names_each_mistake(capsys):
     for message, fn in wrong.items():
         with pytest.raises(checks.ExerciseError, match=message):
             checks.check_negative_weights(fn)
+
+
+# ---- notebook 06: InternVL's grid choice ------------------------------------------------------------------------
+
+
+def test_grid_cases_cover_ties_tiny_and_extreme_images():
+    from course_utils import internvl
+
+    cases = checks.grid_cases()
+    assert len(cases) > 100 and (250, 100, 12) in cases
+    assert internvl.dynamic_grid(250, 100) == (5, 2)
+    ratios = {w / h for w, h, _ in cases}
+    assert max(ratios) >= 1000 and min(ratios) <= 1e-3  # extreme aspect ratios both ways
+
+    def first_closest(w, h, max_num):  # no tie rule: the first closest grid always stays
+        grids = internvl.candidate_grids(1, max_num)
+        return min(grids, key=lambda g: abs(w / h - g[0] / g[1]))
+
+    ties = [c for c in cases if first_closest(*c) != internvl.dynamic_grid(c[0], c[1], max_num=c[2])]
+    assert len(ties) >= 5, ties  # the tie rule decides several cases
+
+
+def test_grid_checker_names_each_mistake(capsys):
+    from course_utils import internvl
+
+    def check(fn):
+        return checks.check_dynamic_grid(fn, internvl.dynamic_grid, name="Ex")
+
+    def stub(width, height, max_num=12):
+        raise NotImplementedError
+
+    assert check(stub) is False and "not attempted" in capsys.readouterr().out
+    assert check(lambda w, h, max_num=12: internvl.dynamic_grid(w, h, max_num=max_num))
+    assert f"correct on all {len(checks.grid_cases())}" in capsys.readouterr().out
+
+    def tie_rule(later_wins):
+        def grid(w, h, max_num=12):
+            best, best_diff = (1, 1), float("inf")
+            for c, r in internvl.candidate_grids(1, max_num):
+                diff = abs(w / h - c / r)
+                if diff < best_diff or (diff == best_diff and later_wins):
+                    best, best_diff = (c, r), diff
+            return best
+
+        return grid
+
+    with pytest.raises(checks.ExerciseError, match=r"image 700×700.*chose the 1×1 grid.*expected 2×2.*tie"):
+        check(tie_rule(later_wins=False))
+    with pytest.raises(
+        checks.ExerciseError, match=r"image 448×448.*chose the 3×3 grid.*expected 1×1.*must not replace"
+    ):
+        check(tie_rule(later_wins=True))
+    with pytest.raises(checks.ExerciseError, match=r"image 896×448.*swapped"):
+        check(lambda w, h, max_num=12: internvl.dynamic_grid(h, w, max_num=max_num))
+    with pytest.raises(checks.ExerciseError, match=r"tiles, but a grid must have 1 to max_num = 12"):
+        check(lambda w, h, max_num=12: internvl.dynamic_grid(w, h, max_num=40))
+    with pytest.raises(checks.ExerciseError, match=r"image 448×448.*yours is 1/2.*is closer"):
+        check(lambda w, h, max_num=12: (1, 2))
+    with pytest.raises(checks.ExerciseError, match="pair of ints"):
+        check(lambda w, h, max_num=12: [float(v) for v in internvl.dynamic_grid(w, h, max_num=max_num)])
