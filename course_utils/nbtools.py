@@ -46,6 +46,7 @@ SYLLABUS: list[dict] = [
     {"id": "06", "stem": "06_internvl", "title": "InternVL", "topics": "InternViT, pixel shuffle, dynamic resolution, training stages"},
     {"id": "07", "stem": "07_lmdeploy_inference", "title": "Lab: LMDeploy inference", "topics": "InternVL2-2B pipeline, multi-turn chat, serving, Gradio demo"},
     {"id": "08", "stem": "08_xtuner_finetune", "title": "Lab: XTuner LoRA fine-tuning", "topics": "FoodieQA → XTuner data, LoRA, convert, before/after accuracy"},
+    {"id": "09", "stem": "09_efficient_deployment", "title": "Deploying efficiently", "topics": "KV cache, KV int8/int4, W4A16 and AWQ from scratch and with LMDeploy, batching, serving at scale"},
 ]  # fmt: skip
 
 

@@ -1,4 +1,4 @@
-"""The rehearsal: every full-track cell of notebooks 07 and 08 executed on CPU (``make rehearsal``).
+"""The rehearsal: every full-track cell of notebooks 07, 08 and 09 executed on CPU (``make rehearsal``).
 
 A class on InternStudio runs the full track (InternVL2-2B with LMDeploy and XTuner on a GPU), which CI cannot. So CI
 runs the same cells with ``COURSE_TRACK=full`` against an InternStudio-shaped tree in a temp folder
@@ -120,6 +120,17 @@ def test_08_full_track_rehearsed(tree):
     assert "still missing: nothing" in out, out[-3000:]
     assert "FoodieQA held-out" in out, out[-3000:]
     print(f"08: {count} full-track cells executed")
+
+
+def test_09_full_track_rehearsed(tree):
+    _, env = tree
+    nb = rehearse("09_efficient_deployment.ipynb", env)
+    count = check_full_track(nb, "09")
+    awq = Path(env["MLLM_COURSE_WORK_DIR"]) / "09_internvl2_2b_w4a16"
+    assert (awq / "config.json").is_file(), "no W4A16 folder written by `lmdeploy lite auto_awq`"
+    out = "".join(text_of(c) for c in nb.cells)
+    assert "W4A16 + KV int8" in out and "concurrent" in out, out[-3000:]
+    print(f"09: {count} full-track cells executed")
 
 
 def test_08_needs_the_raw_sivqa_file(tmp_path, monkeypatch):

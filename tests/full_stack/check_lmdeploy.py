@@ -63,11 +63,13 @@ def main() -> None:
     assert joined.text == "你好，世界", joined.text
     _check_demo()
     _check_evaluate()
+    _check_engines_cli()
     _check_mini_refused()
     standin = _load_standin()
     _check_limits(standin)
     _check_engine_configs(standin)
     _check_api_server_flags(standin)
+    _check_deploy_commands(standin)
     _check_client(standin)
     _check_enable_generate()
     print("lmdeploy full-stack check: OK")
@@ -84,6 +86,22 @@ def _check_mini_refused() -> None:
         assert "Python (mllm-course)" in str(err), err
     else:
         raise AssertionError("course_utils.mini imported under transformers 4.57")
+
+
+def _check_engines_cli() -> None:
+    """Notebook 09 runs `python -m course_utils.deploy.engines compare` in this environment: it imports here (with this
+    transformers: no mini model needed), and refuses a folder that is not a model before starting any engine."""
+    import subprocess
+    import sys
+    import tempfile
+
+    from course_utils.deploy import engines
+
+    help_ = subprocess.run([sys.executable, "-m", "course_utils.deploy.engines", "compare", "--help"],
+                           capture_output=True, text=True)  # fmt: skip
+    assert help_.returncode == 0 and "--awq" in help_.stdout, help_.stderr
+    with tempfile.TemporaryDirectory() as tmp:
+        assert engines.main(["compare", "--fp16", tmp, "--awq", tmp, "--out", f"{tmp}/t.json"]) == 2
 
 
 def _check_evaluate() -> None:
@@ -247,13 +265,79 @@ def _check_api_server_flags(standin) -> None:
     ours = _subparser(cli.build_parser(), "serve", "api_server")._option_string_actions
     extra = sorted(set(ours) - set(real))
     assert not extra, f"the stand-in's api_server has flags lmdeploy's does not: {extra}"
-    for flag, action in ours.items():
-        if flag.startswith("--") and flag != "--help":
-            r = real[flag]
-            same = (type(action), action.type, action.default, action.choices, action.nargs)
-            assert same == (type(r), r.type, r.default, r.choices, r.nargs), (flag, same, r)
+    _same_flags(ours, real)
     print(
         f"api_server: our argv parses with lmdeploy's parser; the stand-in's {len(ours) - 2} flags are lmdeploy's"
+    )
+
+
+def _same_flags(ours: dict, real: dict) -> None:
+    """Every flag of the stand-in exists in lmdeploy's parser with the same action, type, default, choices, nargs; a
+    type that is a parsing function (``--quant-policy``) must accept and refuse the same strings."""
+    for flag, action in ours.items():
+        if flag.startswith("--") and flag != "--help":
+            assert flag in real, f"lmdeploy has no {flag}"
+            r = real[flag]
+            same = (type(action), action.default, action.choices, action.nargs)
+            assert same == (type(r), r.default, r.choices, r.nargs), (flag, same, r)
+            if isinstance(r.type, type) or r.type is None:
+                assert action.type is r.type, (flag, action.type, r.type)
+            else:
+                for text in ["0", "4", "8", "16", "42", "3", "int8", "INT4", "none", "fp8", "bogus"]:
+                    assert _accepts(lambda t=text, f=r.type: f(t)) == _accepts(
+                        lambda t=text, f=action.type: f(t)
+                    ), (
+                        flag,
+                        text,
+                    )
+                    if _accepts(lambda t=text, f=r.type: f(t)):
+                        assert int(r.type(text)) == action.type(text), (flag, text)
+
+
+def _check_deploy_commands(standin) -> None:
+    """Every lmdeploy command line notebook 09 prints (course_utils.deploy.engines) parses with lmdeploy's real CLI
+    to the values meant; the stand-in's `lite auto_awq` flags are lmdeploy's; engine_config builds real configs."""
+    from course_utils.deploy import engines
+
+    parser = _real_cli()
+    model, out = "/root/share/new_models/OpenGVLab/InternVL2-2B", "/root/work/09_internvl2_2b_w4a16"
+    for python in (None, "/envs/lmdeploy/bin/python"):
+        head = 1 if python is None else 3
+        args = parser.parse_args(engines.auto_awq_command(model, out, python=python)[head:])
+        got = (args.model, args.work_dir, args.w_bits, args.w_group_size, args.calib_samples, args.calib_seqlen,
+               args.trust_remote_code, args.run.__name__)  # fmt: skip
+        assert got == (model, out, 4, 128, 128, 2048, True, "auto_awq"), got
+        argv = engines.api_server_plus_command(out, model_format="awq", quant_policy=8, port=23335,
+                                               cache_max_entry_count=0.2, python=python)  # fmt: skip
+        args = parser.parse_args(argv[head:])
+        got = (args.model_path, args.model_format, args.quant_policy, args.server_port, args.cache_max_entry_count,
+               args.trust_remote_code, args.run.__name__)  # fmt: skip
+        assert got == (out, "awq", 8, 23335, 0.2, True, "api_server"), got
+    args = parser.parse_args(engines.api_server_plus_command(model, tp=2)[1:])
+    assert args.tp == 2 and args.proxy_url is None, args
+    args = parser.parse_args(
+        engines.api_server_plus_command(model, port=23334, proxy_url="http://127.0.0.1:8000")[1:]
+    )
+    assert (args.server_port, args.proxy_url) == (23334, "http://127.0.0.1:8000"), args
+    args = parser.parse_args(engines.proxy_command(port=8000)[1:])
+    got = (args.server_name, args.server_port, args.routing_strategy, args.run.__name__)
+    assert got == ("127.0.0.1", 8000, "min_expected_latency", "proxy"), got
+    real = _subparser(parser, "lite", "auto_awq")._option_string_actions
+    cli = importlib.import_module("lmdeploy_standin.cli")
+    ours = _subparser(cli.build_parser(), "lite", "auto_awq")._option_string_actions
+    _same_flags(ours, real)
+    for engine, cls in (
+        ("turbomind", lmdeploy.TurbomindEngineConfig),
+        ("pytorch", lmdeploy.PytorchEngineConfig),
+    ):
+        config = engines.engine_config(engine, model_format="awq", quant_policy=8, cache_max_entry_count=0.2)
+        assert isinstance(config, cls) and config.model_format == "awq" and config.quant_policy == 8, config
+        for policy in (0, 4, 8, 3):
+            real_ok = _accepts(cls, quant_policy=policy, model_format="awq")
+            stand_ok = _accepts(getattr(standin, cls.__name__), quant_policy=policy, model_format="awq")
+            assert real_ok == stand_ok, (cls.__name__, policy)
+    print(
+        "notebook 09: auto_awq, api_server (awq, quant_policy, tp, proxy-url) and proxy commands parse with lmdeploy's CLI"
     )
 
 

@@ -42,6 +42,9 @@ class TurbomindEngineConfig:
     max_batch_size: int | None = None
     cache_max_entry_count: float = 0.8
     quant_policy: int = 0
+    model_format: str | None = (
+        None  # "awq" for a folder written by `lmdeploy lite auto_awq` (not checked here)
+    )
 
     def __post_init__(self):
         assert self.dtype in ["auto", "float16", "bfloat16"]
@@ -65,6 +68,7 @@ class PytorchEngineConfig:
     cache_max_entry_count: float = 0.8
     quant_policy: int = 0
     device_type: str = "cuda"
+    model_format: str | None = None
 
     def __post_init__(self):
         assert self.dtype in ["auto", "float16", "bfloat16"]

@@ -25,17 +25,28 @@ def pipeline(
     return Pipeline(model_path, backend_config, chat_template_config, trust_remote_code=trust_remote_code)
 
 
-def check_model_folder(model_path: str, trust_remote_code: bool) -> None:
-    """Refuse what real loading refuses: no such folder, or remote code without ``trust_remote_code``."""
+def check_model_folder(model_path: str, trust_remote_code: bool, model_format: str | None = None) -> None:
+    """Refuse what real loading refuses: no such folder, remote code without ``trust_remote_code``, or
+    ``model_format='awq'`` on a folder that ``lmdeploy lite auto_awq`` did not write (no AWQ ``quantization_config``)."""
     config = os.path.join(model_path, "config.json")
     if not os.path.isfile(config):
         raise FileNotFoundError(f"{model_path} is not a model folder (no config.json); the real lmdeploy would try to "
                                 "download it from the Hugging Face Hub")  # fmt: skip
     with open(config, encoding="utf-8") as f:
-        if json.load(f).get("auto_map") and not trust_remote_code:
-            raise ValueError(f"The repository {model_path} contains custom code which must be executed to correctly "
-                             "load the model. Please pass the argument `trust_remote_code=True` to allow custom code "
-                             "to be run.")  # fmt: skip
+        content = json.load(f)
+    if model_format == "awq":
+        quant = (
+            content.get("quantization_config")
+            or content.get("llm_config", {}).get("quantization_config")
+            or {}
+        )
+        if quant.get("quant_method") != "awq":
+            raise ValueError(f"model_format='awq' but {model_path} holds no AWQ weights (no quantization_config with "
+                             "quant_method 'awq'): quantize it with `lmdeploy lite auto_awq` first")  # fmt: skip
+    if content.get("auto_map") and not trust_remote_code:
+        raise ValueError(f"The repository {model_path} contains custom code which must be executed to correctly "
+                         "load the model. Please pass the argument `trust_remote_code=True` to allow custom code "
+                         "to be run.")  # fmt: skip
 
 
 def _is_image(obj) -> bool:
@@ -90,8 +101,10 @@ class Pipeline:
     def __init__(
         self, model_path, backend_config=None, chat_template_config=None, *, trust_remote_code=False
     ):
-        check_model_folder(str(model_path), trust_remote_code)
         self.backend_config = backend_config or TurbomindEngineConfig()
+        check_model_folder(
+            str(model_path), trust_remote_code, getattr(self.backend_config, "model_format", None)
+        )
         self.engine = load_engine()
         self._ids = itertools.count()
 
