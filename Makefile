@@ -19,7 +19,7 @@ help:
 	@echo "make doctor  check this machine (python -m course_utils.doctor)"
 	@echo "make strip   remove outputs from every notebook before committing"
 	@echo "make bench   set-up and per-notebook timings as a table"
-	@echo "make rehearsal   the full track of 07 and 08 executed on CPU with stand-ins at the GPU boundary (part of make test)"
+	@echo "make rehearsal   the full track of 07, 08 and 09 executed on CPU with stand-ins at the GPU boundary (part of make test)"
 	@echo "make test-full-stack   install the GPU-lab stacks on CPU and check our lmdeploy/XTuner calls against them (CI runs it)"
 
 # ---- set-up: CPU torch first (and no torchvision: it breaks beside CPU torch), then the package with its dev extras ----------------------
@@ -74,7 +74,7 @@ unit: setup
 notebooks: setup
 	HF_HUB_OFFLINE=1 $(PY) -m pytest notebooks --nbval-lax --nbval-current-env -q
 
-# The full-track cells of 07 and 08 on CPU against an InternStudio-shaped temp tree (tests/test_rehearsal.py).
+# The full-track cells of 07, 08 and 09 on CPU against an InternStudio-shaped temp tree (tests/test_rehearsal.py).
 rehearsal: setup
 	HF_HUB_OFFLINE=1 $(PY) -m pytest tests/test_rehearsal.py -q -ra
 

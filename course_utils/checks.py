@@ -212,12 +212,6 @@ def check_unpad(
     return True
 
 
-def _negative_weights_reference(sim, ids):
-    """LAVIS ``Blip2Qformer.forward`` with ``image_id``: every same-id pair masked to -10000, softmax over each row."""
-    same = ids[:, None] == ids[None, :]
-    return sim.detach().double().masked_fill(same, -10000.0).softmax(dim=1)
-
-
 def negative_weight_cases(seed: int = 0, n_cases: int = 24) -> list[tuple[Any, Any]]:
     """Random ``(sim, ids)`` cases: square similarities (already divided by a temperature) and per-sample ids with
     repeats, every row keeping at least one candidate of another id. The first case has all ids distinct."""
@@ -239,10 +233,13 @@ def negative_weight_cases(seed: int = 0, n_cases: int = 24) -> list[tuple[Any, A
     return cases
 
 
-def check_negative_weights(student: Callable, *, name: str = "Exercise", cases=None) -> bool:
+def check_negative_weights(
+    student: Callable, hard_negative_weights: Callable, *, name: str = "Exercise", cases=None
+) -> bool:
     """Check ``student(sim, ids)``: BLIP-2's hard-negative sampling weights when several samples share an id.
 
-    Row i must be a probability distribution over the columns j with ``ids[j] != ids[i]``, proportional to
+    ``hard_negative_weights`` is the course's tested helper (``qformer.hard_negative_weights``, LAVIS with
+    ``image_id``) that gives the expected values. Row i must be a probability distribution over the columns j with ``ids[j] != ids[i]``, proportional to
     ``exp(sim[i, j])``; every pair with the same id (the diagonal included) gets 0, as LAVIS does when the batch
     carries ``image_id`` (``blip2_qformer.py``). Failures name the row and the rule broken: row sums, zeros where the
     id is shared, more similar = likelier, the softmax values, ``sim`` left unchanged. Introduced in notebook 02.
@@ -266,7 +263,7 @@ def check_negative_weights(student: Callable, *, name: str = "Exercise", cases=N
         if not isinstance(got, torch.Tensor) or tuple(got.shape) != (n, n):
             raise ExerciseError(f"{where}: expected an {n} × {n} tensor, got {_describe(got)}.")
         got = got.detach().double()
-        expected = _negative_weights_reference(sim, ids)
+        expected = hard_negative_weights(sim, ids).double()
         if torch.isnan(got).any():
             raise ExerciseError(f"{where}: the weights contain NaN (a row with every entry at -inf?).")
         if (got < -1e-9).any():

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from . import data, paths
 from .foodieqa import IMAGE_SUFFIXES
-from .infer import BACKENDS, GenConfig, Session, make_engine
+from .infer import BACKENDS, GenConfig, Session, check_response, make_engine
 
 MAX_UPLOAD = "5mb"
 # The sampling sliders' ranges: inside lmdeploy's limits (temperature in [0, 2], top_p in [0, 1]; infer.LIMITS), and
@@ -122,12 +122,10 @@ class ChatHandlers:
         try:
             with self.lock:
                 answered = self.engine.chat(prompt, session=session, gen_config=gen, **layout)
-            failure = _failure(answered.response)
-        except RuntimeError as err:  # LMDeployChat raises for lmdeploy's finish_reason "error"
-            answered, failure = None, str(err)
-        if failure:
-            print(f"demo: no answer to {text!r}: {failure}", file=sys.stderr)
-            reply = f'⚠️ No answer: {failure}. Ask again, or press "New chat" to start over.'
+            check_response(answered.response)  # LMDeployChat checks it itself; an engine that does not, here
+        except RuntimeError as err:  # lmdeploy's finish_reason "error" (no text): say so, with its error code
+            print(f"demo: no answer to {text!r}: {err}", file=sys.stderr)
+            reply = f'⚠️ No answer: {err}. Ask again, or press "New chat" to start over.'
             return "", session, [*(history or []), {"role": "user", "content": text},
                                  {"role": "assistant", "content": reply}]  # fmt: skip
         turn = [{"role": "user", "content": text}, {"role": "assistant", "content": answered.response.text}]
@@ -137,17 +135,6 @@ class ChatHandlers:
     def new_chat():
         """A fresh conversation: no session, empty history."""
         return None, []
-
-
-def _failure(response) -> str:
-    """Why ``response`` is no answer ("" when it is one): lmdeploy reports a failed request as finish_reason "error"
-    with an empty text, and error_code / error_message when it knows more."""
-    if getattr(response, "finish_reason", None) != "error":
-        return ""
-    code = getattr(response, "error_code", None)
-    message = getattr(response, "error_message", None)
-    details = ", ".join(str(d) for d in (code, message) if d)
-    return "the model stopped with an error" + (f" ({details})" if details else "")
 
 
 def build_app(

@@ -63,8 +63,11 @@ def cuda_info() -> tuple[str, float] | None:
         return None
 
 
-def _asset_ready(name: str) -> bool:
-    return {"model": paths.model_dir_ready, "foodieqa": paths.foodieqa_ready}[name]()
+def _asset_problem(name: str) -> str | None:
+    """Why the full-track asset ``name`` ("model" or "foodieqa") cannot be used, or None when it can."""
+    if name == "foodieqa":
+        return paths.foodieqa_problem()
+    return None if paths.model_dir_ready() else f"model not found at {paths.model_dir()}"
 
 
 def choose_track(notebook_id: str = "") -> tuple[str, str]:
@@ -78,16 +81,11 @@ def choose_track(notebook_id: str = "") -> tuple[str, str]:
         return "mini", "COURSE_TRACK=mini"
     if in_ci() and requested != "full":
         return "mini", "CI run (smoke sizes)"
-    gpu = cuda_info()
-    needed = FULL_TRACK_ASSETS.get(notebook_id, ("model",))
-    missing = [name for name in needed if not _asset_ready(name)]
-    where = {"model": paths.model_dir(), "foodieqa": paths.foodieqa_dir()}
-    problems = []
-    if gpu is None:
-        problems.append("no CUDA GPU")
-    for name in missing:
-        why = paths.foodieqa_problem() if name == "foodieqa" else None
-        problems.append(why or f"{name} not found at {where[name]}")
+    problems = [] if cuda_info() is not None else ["no CUDA GPU"]
+    for name in FULL_TRACK_ASSETS.get(notebook_id, ("model",)):
+        problem = _asset_problem(name)
+        if problem:
+            problems.append(problem)
     if not problems:
         return "full", f"{'COURSE_TRACK=full' if requested == 'full' else 'auto'}: CUDA GPU and assets found"
     why = "; ".join(problems)

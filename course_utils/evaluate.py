@@ -39,6 +39,9 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+# the fine-tune's answers read "<choice>，图中的菜是<dish>" (foodieqa.to_llava): the choice is before the phrase
+from .data import ANSWER_PHRASE
+
 LETTERS = "ABCD"
 
 
@@ -59,8 +62,6 @@ def question_only(item: dict) -> str:
 
 
 PROMPTS = {"question": question_only, "foodieqa": eval_prompt}
-# the fine-tune's answers read "<choice>，图中的菜是<dish>" (foodieqa.ANSWER_PHRASE): the choice is before the phrase
-ANSWER_PHRASE = "，图中的菜是"
 
 
 def parse_choice(text: str, choices: list[str]) -> int | None:

@@ -59,9 +59,8 @@ class FoodRows:
     """SIVQA items as training rows in the original lab's format: prompt (image + question), answer + ``<|im_end|>``."""
 
     def __init__(self, processor, items: list[dict], image_root):
-        from .mini.sft import (
-            chat_prompt,
-        )  # lazily: the full-track helpers below must import under xtuner's pins
+        # lazily: the full-track helpers below must import under xtuner's pins
+        from .mini.sft import chat_prompt
 
         tok = processor.tokenizer
         end = tok.convert_tokens_to_ids("<|im_end|>")
@@ -275,8 +274,6 @@ def configure(dst, config=CONFIG, *, overwrite: bool = False, **values) -> Path:
     """
     import re
 
-    from .foodieqa import write_text
-
     text = Path(config).read_text(encoding="utf-8")
     for name, value in values.items():
         pattern = re.compile(rf"^{re.escape(name)} = .*$", re.MULTILINE)
@@ -284,4 +281,4 @@ def configure(dst, config=CONFIG, *, overwrite: bool = False, **values) -> Path:
             raise KeyError(f"{config} has no top-level setting '{name}'")
         line = f"{name} = {value!r}"
         text = pattern.sub(lambda _, line=line: line, text, count=1)
-    return write_text(text, dst, overwrite=overwrite)
+    return foodieqa.write_text(text, dst, overwrite=overwrite)

@@ -230,24 +230,24 @@ def lmdeploy_configs(
     session_len: int = 8192,
     cache_max_entry_count: float = 0.5,
     tp: int = 1,
+    model_format: str | None = None,
+    quant_policy: int = 0,
 ):
     """The engine config for ``lmdeploy.pipeline`` (lmdeploy 0.18), as the original InternVL2 lab set it up.
 
     ``session_len``: the longest conversation in tokens (prompt + history + answer; InternVL2-2B's image tiles count
     256 tokens each). ``cache_max_entry_count``: the share of *free* GPU memory the KV cache may take (lower it on a
     shared 50 % A100 or when you get out-of-memory). ``tp``: tensor parallelism, the number of GPUs.
+    The two quantization switches of notebook 09: ``model_format='awq'`` for a folder written by ``lmdeploy lite
+    auto_awq`` (W4A16), ``quant_policy`` 8 (KV cache in int8) or 4 (int4).
     """
     import lmdeploy  # lazily: only the GPU lab environment has it
 
-    if engine == "turbomind":
-        return lmdeploy.TurbomindEngineConfig(
-            session_len=session_len, cache_max_entry_count=cache_max_entry_count, tp=tp
-        )
-    if engine == "pytorch":
-        return lmdeploy.PytorchEngineConfig(
-            session_len=session_len, cache_max_entry_count=cache_max_entry_count, tp=tp
-        )
-    raise ValueError(f"engine must be 'turbomind' or 'pytorch', not {engine!r}")
+    classes = {"turbomind": lmdeploy.TurbomindEngineConfig, "pytorch": lmdeploy.PytorchEngineConfig}
+    if engine not in classes:
+        raise ValueError(f"engine must be 'turbomind' or 'pytorch', not {engine!r}")
+    return classes[engine](session_len=session_len, cache_max_entry_count=cache_max_entry_count, tp=tp,
+                           model_format=model_format, quant_policy=quant_policy)  # fmt: skip
 
 
 def lmdeploy_gen_config(gen: GenConfig):

@@ -54,15 +54,17 @@ def _git(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=False)
 
 
+def _staged(path: Path) -> dict | None:
+    """The notebook as git's index holds it; None if git does not track it (or there is no git)."""
+    path = Path(path).resolve()
+    blob = _git("show", f":./{path.name}", cwd=path.parent)
+    return json.loads(blob.stdout) if blob.returncode == 0 else None
+
+
 def read_committed(path: Path) -> dict:
     """The notebook as git holds it (staged version) if tracked, else as on disk."""
-    path = Path(path).resolve()
-    tracked = _git("ls-files", "--error-unmatch", path.name, cwd=path.parent)
-    if tracked.returncode == 0:
-        blob = _git("show", f":./{path.name}", cwd=path.parent)
-        if blob.returncode == 0:
-            return json.loads(blob.stdout)
-    return json.loads(path.read_text(encoding="utf-8"))
+    staged = _staged(path)
+    return staged if staged is not None else _read_nb(path)
 
 
 def problems(nb: dict, name: str) -> list[str]:
@@ -235,10 +237,6 @@ def source_sha(text: str) -> str:
 def first_words(text: str, n: int = 8) -> str:
     words = text.split()
     return " ".join(words[:n]) + (" …" if len(words) > n else "")
-
-
-def _lines(text: str) -> list[str]:
-    return text.splitlines(keepends=True)
 
 
 def english_notebooks(root: Path | None = None) -> list[Path]:
@@ -442,11 +440,6 @@ def zh_problems(english: dict, chinese: dict, name: str) -> list[str]:
     return out
 
 
-def _tracked(path: Path) -> bool:
-    path = Path(path).resolve()
-    return _git("ls-files", "--error-unmatch", path.name, cwd=path.parent).returncode == 0
-
-
 def zh_check(root: Path | None = None) -> tuple[list[str], list[str]]:
     """(problems, warnings) of the Chinese edition: problems fail ``make test``, warnings (no twin yet) do not.
 
@@ -455,11 +448,14 @@ def zh_check(root: Path | None = None) -> tuple[list[str], list[str]]:
     """
     root = Path(root) if root else paths.notebooks_dir()
     pairs, missing = zh_pairs(root)
-    found = []
+    found, links = [], []
     for en, zh in pairs:
-        read = read_committed if _tracked(en) and _tracked(zh) else _read_nb
-        found += zh_problems(read(en), read(zh), _rel(zh, root))
-    orphans = set(notebook_files(root / ZH)) - {zh for _, zh in pairs} if (root / ZH).is_dir() else set()
+        en_nb, zh_nb = _staged(en), _staged(zh)
+        if en_nb is None or zh_nb is None:
+            en_nb, zh_nb = _read_nb(en), _read_nb(zh)
+        found += zh_problems(en_nb, zh_nb, _rel(zh, root))
+        links += broken_links(zh_nb, zh, root)
+    orphans = sorted(set(notebook_files(root / ZH)) - {zh for _, zh in pairs}) if (root / ZH).is_dir() else []
     found += [
         f"{_rel(p, root)}: no English notebook {_rel(root / p.relative_to(root / ZH), root)}" for p in orphans
     ]
@@ -468,21 +464,19 @@ def zh_check(root: Path | None = None) -> tuple[list[str], list[str]]:
         f"`{ZH_CMD} --new {_rel(en, root)}` starts one)"
         for en in missing
     ]
-    warnings += zh_broken_links(root)
-    return found, warnings
+    return found, warnings + links
 
 
-def zh_broken_links(root: Path | None = None) -> list[str]:
-    """Relative notebook links in Chinese markdown whose target (a Chinese twin) does not exist yet."""
-    root = Path(root) if root else paths.notebooks_dir()
+def broken_links(chinese: dict, path: Path, root: Path) -> list[str]:
+    """Relative notebook links in the markdown of the Chinese notebook ``chinese`` (at ``path``) whose target (a
+    Chinese twin) does not exist yet."""
     out = []
-    for _, zh in zh_pairs(root)[0]:
-        for i, cell in enumerate(json.loads(zh.read_text(encoding="utf-8"))["cells"]):
-            if cell.get("cell_type") != "markdown":
-                continue
-            for target in re.findall(r"\]\(([^)\s#]+\.ipynb)\)", cell_text(cell)):
-                if "://" not in target and not (zh.parent / target).is_file():
-                    out.append(f"{_rel(zh, root)}: cell {i}: links {target}, which has no Chinese twin yet")
+    for i, cell in enumerate(chinese["cells"]):
+        if cell.get("cell_type") != "markdown":
+            continue
+        for target in re.findall(r"\]\(([^)\s#]+\.ipynb)\)", cell_text(cell)):
+            if "://" not in target and not (path.parent / target).is_file():
+                out.append(f"{_rel(path, root)}: cell {i}: links {target}, which has no Chinese twin yet")
     return out
 
 
@@ -575,24 +569,23 @@ def zh_command(args) -> int:
         )
         return 0
     pairs, missing = zh_pairs(root)
-    pending = 0
+    pending, links = 0, []
     for en_path, zh_path in pairs:
-        synced, notes = sync_twin(_read_nb(en_path), _read_nb(zh_path))
+        chinese = _read_nb(zh_path)
+        synced, notes = sync_twin(_read_nb(en_path), chinese)
+        links += broken_links(chinese, zh_path, root)
         name = _rel(zh_path, root)
         for note in notes:
             print(note.line(name))
         pending += sum(n.kind in ("stale", "untranslated", "new") for n in notes)
         if args.write:
             print(f"{name}: {'updated' if _write_nb(zh_path, synced) else 'in step'}")
-        elif (
-            any(n.kind in ("new", "dropped", "code") for n in notes)
-            or synced["cells"] != _read_nb(zh_path)["cells"]
-        ):
+        elif any(n.kind in ("new", "dropped", "code") for n in notes) or synced["cells"] != chinese["cells"]:
             pending += 1
             print(f"{name}: out of step with the English notebook: run `{ZH_CMD} --write`")
     for en in missing:
         print(f"{_rel(en, root)}: not translated yet")
-    for line in zh_broken_links(root):
+    for line in links:
         print(line)
     print(
         f"Chinese edition: {len(pairs)} twin(s), {len(missing)} notebook(s) not translated yet, "

@@ -58,17 +58,19 @@ def attention_masks(
     }
 
 
-def hard_negative_weights(sim: torch.Tensor) -> torch.Tensor:
+def hard_negative_weights(sim: torch.Tensor, ids: torch.Tensor | None = None) -> torch.Tensor:
     """Per-row probabilities of picking each in-batch candidate as the ITM hard negative (LAVIS today).
 
     ``sim`` is square (already divided by the temperature); the diagonal (the positive) is set to -10000 and each
     row goes through a softmax, so more similar candidates are likelier and the positive (almost) never drawn.
+    With ``ids`` (one per sample, LAVIS's ``image_id``) every pair that shares an id is masked the same way: a twin
+    is a positive too. Notebook 02 (its Exercise 2 asks for the ``ids`` case); ``sim`` is left unchanged.
     """
     if sim.dim() != 2 or sim.shape[0] != sim.shape[1]:
         raise ValueError(f"need a square similarity matrix, got shape {tuple(sim.shape)}")
-    logits = sim.detach().clone().float()
-    logits.fill_diagonal_(-10000.0)
-    return F.softmax(logits, dim=1)
+    n = sim.shape[0]
+    same = torch.eye(n, dtype=torch.bool, device=sim.device) if ids is None else ids[:, None] == ids[None, :]
+    return F.softmax(sim.detach().float().masked_fill(same, -10000.0), dim=1)
 
 
 def sample_hard_negatives(sim: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from course_utils import checks
+from course_utils import checks, qformer
 
 
 def reference(x, scale=2.0):
@@ -109,15 +109,13 @@ def lavis_weights(sim, ids):
 
 
 def test_negative_weight_reference_is_lavis_and_qformer_on_distinct_ids():
-    from course_utils import qformer
-
     for sim, ids in checks.negative_weight_cases():
-        ref = checks._negative_weights_reference(sim, ids)
+        ref = qformer.hard_negative_weights(sim, ids)
         assert torch.allclose(ref.float(), lavis_weights(sim, ids), atol=1e-6)
         assert torch.allclose(ref.sum(1), torch.ones(len(ids), dtype=ref.dtype))
     sim, ids = checks.negative_weight_cases()[0]
     assert torch.equal(ids, torch.arange(len(ids)))  # the first case is the notebook's setting: all distinct
-    ref = checks._negative_weights_reference(sim, ids)
+    ref = qformer.hard_negative_weights(sim, ids)
     assert torch.allclose(ref.float(), qformer.hard_negative_weights(sim))
 
 
@@ -125,9 +123,9 @@ def test_negative_weights_checker_names_each_mistake(capsys):
     def stub(sim, ids):
         raise NotImplementedError
 
-    assert checks.check_negative_weights(stub, name="Ex") is False
+    assert checks.check_negative_weights(stub, qformer.hard_negative_weights, name="Ex") is False
     assert "not attempted" in capsys.readouterr().out
-    assert checks.check_negative_weights(lavis_weights, name="Ex")
+    assert checks.check_negative_weights(lavis_weights, qformer.hard_negative_weights, name="Ex")
     assert "correct on all 24" in capsys.readouterr().out
 
     def in_place(sim, ids):
@@ -145,7 +143,7 @@ def test_negative_weights_checker_names_each_mistake(capsys):
     }
     for message, fn in wrong.items():
         with pytest.raises(checks.ExerciseError, match=message):
-            checks.check_negative_weights(fn)
+            checks.check_negative_weights(fn, qformer.hard_negative_weights)
 
 
 # ---- notebook 06: InternVL's grid choice ------------------------------------------------------------------------

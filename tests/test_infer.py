@@ -163,7 +163,11 @@ def test_lmdeploy_configs_and_sampling_switch(fake_lmdeploy):
         "session_len": 8192,
         "cache_max_entry_count": 0.2,
         "tp": 1,
+        "model_format": None,
+        "quant_policy": 0,
     }
+    _, _, awq = infer.lmdeploy_configs("turbomind", model_format="awq", quant_policy=8)
+    assert (awq["model_format"], awq["quant_policy"]) == ("awq", 8)
     assert infer.lmdeploy_configs("pytorch")[0] == "PytorchEngineConfig"
     with pytest.raises(ValueError, match="turbomind"):
         infer.lmdeploy_configs("vllm")

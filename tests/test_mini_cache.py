@@ -3,6 +3,7 @@
 import threading
 import time
 
+import pytest
 import torch
 
 from course_utils.mini import cache
@@ -41,3 +42,27 @@ def test_building_lets_one_builder_in_at_a_time(clean_env):
         w.join()
     assert overlaps == [0, 0, 0]
     assert not cache.ready(path)
+
+
+def test_build_once_writes_whole_folders_once(clean_env):
+    path = cache.folder("demo", {"x": 2})
+    calls = []
+
+    def write(folder):
+        calls.append(folder)
+        (folder / "config.json").write_text("{}")
+
+    assert cache.build_once(path, write) == path and cache.ready(path)
+    assert cache.build_once(path, write) == path and len(calls) == 1  # ready: not written again
+    assert calls[0] != path and not calls[0].exists()  # written beside it, then renamed into place
+
+    def crash(folder):
+        (folder / "model.pt").write_text("half")
+        raise RuntimeError("killed while saving")
+
+    other = cache.folder("demo", {"x": 3})
+    with pytest.raises(RuntimeError, match="killed"):
+        cache.build_once(other, crash)
+    assert not other.exists() and [
+        p.name for p in other.parent.iterdir() if p.name.startswith(other.name + ".")
+    ] == [other.name + ".lock"]  # no half-written copy left behind

@@ -59,9 +59,8 @@ def text_of(cell) -> str:
     return "".join(parts)
 
 
-def rehearse(name: str, env: dict[str, str], after_cell=None):
-    """Execute ``notebooks/<name>`` cell by cell in a fresh kernel with ``env``; ``after_cell(index, cell)``, if
-    given, runs after each code cell. Returns the executed notebook."""
+def rehearse(name: str, env: dict[str, str]):
+    """Execute ``notebooks/<name>`` in a fresh kernel with ``env``; returns the executed notebook."""
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     saved = dict(os.environ)
     os.environ.update(env)
@@ -73,13 +72,7 @@ def rehearse(name: str, env: dict[str, str], after_cell=None):
             allow_errors=False,
             resources={"metadata": {"path": str(NOTEBOOKS)}},
         )
-        with client.setup_kernel():
-            for index, cell in enumerate(nb.cells):
-                if cell.cell_type != "code":
-                    continue
-                client.execute_cell(cell, index)
-                if after_cell:
-                    after_cell(index, cell)
+        client.execute()
     finally:
         os.environ.clear()
         os.environ.update(saved)
@@ -98,20 +91,20 @@ def check_full_track(nb, name: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def tree(tmp_path_factory) -> tuple[Path, dict[str, str]]:
-    root = tmp_path_factory.mktemp("internstudio")
-    return root, internstudio.build(root)
+def tree(tmp_path_factory) -> dict[str, str]:
+    """The environment of a class on InternStudio, pointing into a temp tree shaped like it."""
+    return internstudio.build(tmp_path_factory.mktemp("internstudio"))
 
 
 def test_07_full_track_rehearsed(tree):
-    _, env = tree
+    env = tree
     nb = rehearse("07_lmdeploy_inference.ipynb", env)
     count = check_full_track(nb, "07")
     print(f"07: {count} full-track cells executed")
 
 
 def test_08_full_track_rehearsed(tree):
-    _, env = tree
+    env = tree
     nb = rehearse("08_xtuner_finetune.ipynb", env)
     count = check_full_track(nb, "08")
     runs = Path(env["MLLM_COURSE_WORK_DIR"]) / "08_xtuner"
@@ -123,7 +116,7 @@ def test_08_full_track_rehearsed(tree):
 
 
 def test_09_full_track_rehearsed(tree):
-    _, env = tree
+    env = tree
     nb = rehearse("09_efficient_deployment.ipynb", env)
     count = check_full_track(nb, "09")
     awq = Path(env["MLLM_COURSE_WORK_DIR"]) / "09_internvl2_2b_w4a16"

@@ -1,6 +1,8 @@
 """course_utils.serving: lmdeploy's api_server command line, the OpenAI-route client, a server started for a block."""
 
 import importlib.util
+import socket
+import sys
 from pathlib import Path
 
 import pytest
@@ -8,6 +10,13 @@ import pytest
 from course_utils import data, serving
 
 REHEARSAL = Path(__file__).parent / "rehearsal" / "standins"
+
+
+def _free_port() -> int:
+    """A local port nobody listens on (until someone binds it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def _load(name, path):
@@ -92,11 +101,7 @@ def test_ask_api_server_happy_path_and_http_errors(openai_server, images):
 
 
 def test_ask_api_server_without_a_server_says_so():
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # a port nobody listens on
+    port = _free_port()
     with pytest.raises(ConnectionRefusedError, match=f"no server on http://127.0.0.1:{port}"):
         serving.ask_api_server("hi", base_url=f"http://127.0.0.1:{port}")
 
@@ -111,12 +116,7 @@ openai_server.make_server(["InternVL2-2B"], lambda m, b: ("ok", "stop", 1, 1), p
 
 
 def test_api_server_starts_waits_and_stops(tmp_path):
-    import socket
-    import sys
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = _free_port()
     script = SERVER_SCRIPT.format(folder=str(REHEARSAL / "lmdeploy"))
     with serving.api_server([sys.executable, "-c", script, "--server-port", str(port)], timeout=60) as url:
         assert url == f"http://127.0.0.1:{port}" and serving.served_models(url) == ["InternVL2-2B"]

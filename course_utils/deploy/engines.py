@@ -1,8 +1,8 @@
 """LMDeploy's own implementation of notebook 09's techniques (full track, GPU; lmdeploy 0.18 flag names).
 
 ``auto_awq_command`` writes ``lmdeploy lite auto_awq`` (AWQ, W4A16: 4-bit weights in groups of 128, activations in
-fp16); ``QuantizedChat`` loads a model with ``model_format='awq'`` and/or a quantized KV cache (``quant_policy``
-8 = int8, 4 = int4); ``concurrency_benchmark`` sends 1 → N simultaneous requests to an OpenAI-compatible server;
+fp16); ``infer.LMDeployChat(folder, model_format='awq', quant_policy=8)`` loads such a folder and quantizes the KV
+cache (``quant_policy`` 8 = int8, 4 = int4); ``concurrency_benchmark`` sends 1 → N simultaneous requests to an OpenAI-compatible server;
 ``proxy_command`` and ``xtuner_multi_gpu_command`` are what notebook 09 shows for more than one GPU. Every command is
 parsed by lmdeploy's real CLI in ``tests/full_stack/check_lmdeploy.py``.
 
@@ -40,28 +40,6 @@ def auto_awq_command(model_dir, work_dir, *, w_bits: int = 4, w_group_size: int 
                             "--w-bits", str(w_bits), "--w-group-size", str(w_group_size),
                             "--calib-samples", str(calib_samples), "--calib-seqlen", str(calib_seqlen),
                             "--trust-remote-code"]  # fmt: skip
-
-
-def engine_config(engine: str = "turbomind", *, model_format: str | None = None, quant_policy: int = 0,
-                  session_len: int = 8192, cache_max_entry_count: float = 0.5, tp: int = 1):  # fmt: skip
-    """``infer.lmdeploy_configs`` plus the two quantization switches: ``model_format='awq'`` for a folder written by
-    ``lmdeploy lite auto_awq``, ``quant_policy`` 8 (KV int8) or 4 (KV int4)."""
-    config = infer.lmdeploy_configs(engine, session_len=session_len, cache_max_entry_count=cache_max_entry_count,
-                                    tp=tp)  # fmt: skip
-    config.model_format, config.quant_policy = model_format, quant_policy
-    config.__post_init__()  # lmdeploy's own checks on the new values
-    return config
-
-
-class QuantizedChat(infer.LMDeployChat):
-    """``infer.LMDeployChat`` on an engine built by ``engine_config`` (same chat/batch/stream calls)."""
-
-    def __init__(self, model_dir, engine: str = "turbomind", *, image_first: bool = True, **config):
-        import lmdeploy
-
-        self.image_first = image_first
-        self.pipe = lmdeploy.pipeline(str(model_dir), backend_config=engine_config(engine, **config),
-                                      trust_remote_code=True)  # fmt: skip
 
 
 def gpu_memory_used_gb() -> float | None:
@@ -140,7 +118,7 @@ def compare(
     on ``photos`` in one batch, and the answers. One engine at a time (each is closed before the next starts)."""
     table = {}
     for name, (folder, options) in setups.items():
-        chat = QuantizedChat(folder, cache_max_entry_count=cache_max_entry_count, **options)
+        chat = infer.LMDeployChat(folder, cache_max_entry_count=cache_max_entry_count, **options)
         memory = gpu_memory_used_gb()
         start = time.perf_counter()
         responses = chat.batch(photos, gen_config=infer.GenConfig(max_new_tokens=max_new_tokens))

@@ -120,7 +120,8 @@ def generate(model, embeds: torch.Tensor, max_new_tokens: int = 8, *, use_cache:
         new.append(token)
         if on_step:
             on_step(n)
-        done |= token == eos if eos is not None else done
+        if eos is not None:
+            done |= token == eos
         if bool(done.all()) or n == max_new_tokens - 1:
             break
         step = lm.embed_tokens(token)[:, None]
@@ -152,7 +153,7 @@ def evaluate(
     for kind, question in data.QUESTIONS.items():
         if kinds and kind not in kinds:
             continue
-        truth = [dict(zip(data.QUESTIONS, (a for _, a in it.qa()), strict=True))[kind] for it in items]
+        truth = [dict(it.qa())[question] for it in items]
         embeds = prompt_embeds(model, processor, [it.image for it in items], [question] * len(items))
         cache = make_cache() if make_cache else KVCache()
         got = decode(processor, generate(model, embeds, 8, cache=cache, eos=eos), eos)

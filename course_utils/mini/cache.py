@@ -10,8 +10,7 @@ Building happens under a file lock beside the folder, so two processes that need
 at once, two test workers) train it once: the second waits, then loads what the first saved.
 
     path = cache.folder("mini_internvl", asdict(recipe))     # <cache>/models/mini_internvl-<hash>
-    with cache.building(path):                               # one builder at a time
-        if not cache.ready(path): save_atomic(*train(), path)
+    cache.build_once(path, lambda tmp: save(*train(), tmp))  # one builder at a time, renamed into place last
 
 Used by ``mini.internvl_train``, ``mini.clip_train`` and ``mini.qformer_train``.
 """
@@ -20,7 +19,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -46,7 +47,7 @@ def folder(kind: str, recipe: dict) -> Path:
 
 
 def ready(path: Path) -> bool:
-    """True once a complete model was saved there (``save_atomic`` renames the folder into place last)."""
+    """True once a complete model was saved there (``write_atomic`` renames the folder into place last)."""
     return (Path(path) / "config.json").is_file()
 
 
@@ -57,9 +58,8 @@ def building(path: Path) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         import fcntl
-    except (
-        ImportError
-    ):  # Windows: no flock; two builders would only waste time, save_atomic keeps the folder whole
+    except ImportError:
+        # Windows: no flock; two builders would only waste time, write_atomic keeps the folder whole
         yield
         return
     with open(path.with_name(path.name + ".lock"), "w") as lock:
@@ -68,3 +68,32 @@ def building(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def write_atomic(path: Path, write: Callable[[Path], None]) -> Path:
+    """``write(tmp)`` into a temporary sibling folder, then rename it to ``path``: a half-written copy is never seen.
+
+    If another process finished ``path`` first, its copy is kept and ours discarded."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=path.name + ".", dir=path.parent))
+    try:
+        write(tmp)
+        if not path.exists():
+            tmp.rename(path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def build_once(path: Path, write: Callable[[Path], None]) -> Path:
+    """Unless a complete copy is at ``path`` already: under ``building``'s lock, ``write_atomic(path, write)``.
+
+    ``write`` runs at most once per folder even when several processes ask at the same time (the others wait, then
+    find it ready)."""
+    path = Path(path)
+    if not ready(path):
+        with building(path):
+            if not ready(path):
+                write_atomic(path, write)
+    return path

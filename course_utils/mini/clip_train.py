@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .. import alignment
 from . import cache
-from .models import build_clip, load, save_atomic
+from .models import build_clip, load, save
 
 
 def build_dual_encoder(config: alignment.AlignConfig):
@@ -40,20 +40,15 @@ def pretrained_dual_encoder(config: alignment.AlignConfig | None = None, *, prog
     Later notebooks use its vision tower as the frozen, pretrained image encoder (as BLIP-2 and LLaVA start from CLIP).
     """
     config = config or alignment.AlignConfig()
-    path = _cache_path(config)
-    if not cache.ready(path):
-        with cache.building(path):
-            if not cache.ready(path):
-                model, processor = build_dual_encoder(config)
-                alignment.train_dual_encoder(model, processor, config, progress=progress)
-                save_atomic(model, processor, path)
-    return load("clip", path)
+
+    def train_and_save(folder: Path) -> None:
+        model, processor = build_dual_encoder(config)
+        alignment.train_dual_encoder(model, processor, config, progress=progress)
+        save(model, processor, folder)
+
+    return load("clip", cache.build_once(_cache_path(config), train_and_save))
 
 
 def store_pretrained(model, processor, config: alignment.AlignConfig) -> Path:
     """Keep a dual encoder you trained as the cached pretrained one for ``config`` (notebook 01 → 02, 03, 05)."""
-    path = _cache_path(config)
-    with cache.building(path):
-        if not cache.ready(path):
-            save_atomic(model, processor, path)
-    return path
+    return cache.build_once(_cache_path(config), lambda folder: save(model, processor, folder))

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from .. import data
 from . import cache, sft
-from .models import build_internvl, load, save_atomic
+from .models import build_internvl, load, save
 from .sft import Conversations, chat_prompt  # noqa: F401  (re-exported: notebook 06 uses T.Conversations)
 
 
@@ -168,12 +168,9 @@ def load_mini_internvl(recipe: Recipe | None = None, progress: bool = True):
     The cache is keyed by the recipe and the conditions (torch threads, library versions; ``mini.cache``), and two
     processes that need it at once train it once."""
     recipe = recipe or Recipe()
-    path = cache_path(recipe)
-    if not cache.ready(path):
-        with cache.building(path):
-            if not cache.ready(path):
-                model, processor, _ = train_mini_internvl(recipe, progress)
-                save_atomic(model, processor, path)
+    path = cache.build_once(
+        cache_path(recipe), lambda folder: save(*train_mini_internvl(recipe, progress)[:2], folder)
+    )
     return load("internvl", path)
 
 
@@ -184,8 +181,4 @@ def cache_path(recipe: Recipe | None = None):
 
 def store_mini_internvl(model, processor, recipe: Recipe | None = None):
     """Keep a model trained with ``recipe`` (e.g. live in notebook 06) as the cached one notebooks 07 and 08 load."""
-    path = cache_path(recipe)
-    with cache.building(path):
-        if not cache.ready(path):
-            save_atomic(model, processor, path)
-    return path
+    return cache.build_once(cache_path(recipe), lambda folder: save(model, processor, folder))

@@ -54,6 +54,7 @@ from transformers.models.got_ocr2.image_processing_pil_got_ocr2 import GotOcr2Im
 from transformers.models.llava_next.image_processing_pil_llava_next import LlavaNextImageProcessorPil
 from transformers.utils import logging as hf_logging
 
+from .cache import write_atomic
 from .tokenizer import EOT, IMAGE, IMG_CONTEXT, build_tokenizer, chat_template
 
 KINDS = ("clip", "llava", "llava_next", "blip2", "internvl")
@@ -416,23 +417,9 @@ def save(model, processor, path: str | Path) -> Path:
 
 
 def save_atomic(model, processor, path: str | Path) -> Path:
-    """``save`` into a temporary sibling folder, then rename: a crash never leaves a half-written checkpoint."""
-    import shutil
-    import tempfile
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=path.name + ".", dir=path.parent))
-    try:
-        save(model, processor, tmp)
-        if path.exists():  # someone else finished first: keep theirs
-            shutil.rmtree(tmp)
-        else:
-            tmp.rename(path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return path
+    """``save`` into a temporary sibling folder, then rename: a crash never leaves a half-written checkpoint (if
+    someone else finished ``path`` first, theirs is kept; ``mini.cache.write_atomic``)."""
+    return write_atomic(Path(path), lambda tmp: save(model, processor, tmp))
 
 
 def load(kind: str, path: str | Path):

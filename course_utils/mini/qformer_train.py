@@ -12,9 +12,6 @@ conditions>`` (``mini.cache``): one trained copy per configuration. Notebook 02 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -41,8 +38,9 @@ class Stage1Config:
     layers: int = 4
 
 
-def _cache_path(config: Stage1Config, clip_config: alignment.AlignConfig) -> Path:
-    return cache.folder("qformer_stage1", {"stage1": asdict(config), "clip": asdict(clip_config)})
+def _cache_path(config: Stage1Config) -> Path:
+    """Keyed by the mini CLIP's config too: its frozen features are the Q-Former's input."""
+    return cache.folder("qformer_stage1", {"stage1": asdict(config), "clip": asdict(alignment.AlignConfig())})
 
 
 @torch.no_grad()
@@ -91,34 +89,24 @@ def store_pretrained_qformer(model: qformer.QFormer, config: Stage1Config) -> Pa
     wanted = {k: getattr(config, k) for k in sizes}
     if sizes != wanted:
         raise ValueError(f"this Q-Former has sizes {sizes}, but the config says {wanted}")
-    path = _cache_path(config, alignment.AlignConfig())
-    with cache.building(path):
-        if not cache.ready(path):
-            _save(model, config, path)
-    return path
+    return cache.build_once(_cache_path(config), lambda folder: _save(model, config, folder))
 
 
-def _save(model: qformer.QFormer, config: Stage1Config, path: Path) -> None:
-    """Write the weights and sizes into a temporary sibling folder, then rename it into place (atomic)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=path.name + ".", dir=path.parent))
-    try:
-        torch.save(model.state_dict(), tmp / "model.pt")
-        (tmp / "config.json").write_text(
-            json.dumps({"qformer": asdict(model.cfg), "stage1": asdict(config)}, indent=1)
-        )
-        os.replace(tmp, path)  # a half-written copy is never seen
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+def _save(model: qformer.QFormer, config: Stage1Config, folder: Path) -> None:
+    """The weights (``model.pt``) and the sizes (``config.json``, written last: ``cache.ready`` looks for it)."""
+    torch.save(model.state_dict(), folder / "model.pt")
+    (folder / "config.json").write_text(
+        json.dumps({"qformer": asdict(model.cfg), "stage1": asdict(config)}, indent=1)
+    )
 
 
 def pretrained_qformer(config: Stage1Config | None = None, *, progress: bool = True) -> qformer.QFormer:
     """The stage-1 Q-Former of notebook 02 for ``config``: loaded from the course cache, or trained once and cached."""
     config = config or Stage1Config()
-    path = _cache_path(config, alignment.AlignConfig())
-    with cache.building(path):  # two processes that need it train it once
-        if not cache.ready(path):
-            _save(train_stage1_qformer(config, progress=progress)[0], config, path)
+    path = cache.build_once(  # two processes that need it train it once
+        _cache_path(config),
+        lambda folder: _save(train_stage1_qformer(config, progress=progress)[0], config, folder),
+    )
     saved = json.loads((path / "config.json").read_text())
     model = qformer.QFormer(qformer.QFormerConfig(**saved["qformer"]))
     model.load_state_dict(torch.load(path / "model.pt", map_location="cpu", weights_only=True))

@@ -296,7 +296,7 @@ def _same_flags(ours: dict, real: dict) -> None:
 
 def _check_deploy_commands(standin) -> None:
     """Every lmdeploy command line notebook 09 prints (course_utils.deploy.engines) parses with lmdeploy's real CLI
-    to the values meant; the stand-in's `lite auto_awq` flags are lmdeploy's; engine_config builds real configs."""
+    to the values meant; the stand-in's `lite auto_awq` flags are lmdeploy's; infer.lmdeploy_configs builds real ones."""
     from course_utils.deploy import engines
 
     parser = _real_cli()
@@ -330,7 +330,7 @@ def _check_deploy_commands(standin) -> None:
         ("turbomind", lmdeploy.TurbomindEngineConfig),
         ("pytorch", lmdeploy.PytorchEngineConfig),
     ):
-        config = engines.engine_config(engine, model_format="awq", quant_policy=8, cache_max_entry_count=0.2)
+        config = infer.lmdeploy_configs(engine, model_format="awq", quant_policy=8, cache_max_entry_count=0.2)
         assert isinstance(config, cls) and config.model_format == "awq" and config.quant_policy == 8, config
         for policy in (0, 4, 8, 3):
             real_ok = _accepts(cls, quant_policy=policy, model_format="awq")

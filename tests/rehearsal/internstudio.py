@@ -1,4 +1,4 @@
-"""An InternStudio-shaped tree for the CPU rehearsal of the full track (notebooks 07 and 08).
+"""An InternStudio-shaped tree for the CPU rehearsal of the full track (notebooks 07, 08 and 09).
 
 ``build(root)`` lays out, under ``root``, what a class machine has, and returns the environment variables that point
 the course at it:
@@ -6,8 +6,8 @@ the course at it:
 * ``share/new_models/OpenGVLab/InternVL2-2B``: a model folder shaped like InternVL2-2B's (``config.json`` with its
   ``auto_map``, remote code files, weights, tokenizer), holding the course's stand-in remote code (a model small
   enough for a CPU; see ``internvl2_remote/``);
-* ``share/datasets/FoodieQA``: FoodieQA's raw layout, ``sivqa_tidy.json`` + photos (the mini-food photos stand in);
-* ``share/datasets/FoodieQA-converted``: the layout the original lab left, only the converted ``sivqa_llava.json``;
+* ``share/datasets/FoodieQA``: FoodieQA's raw layout, ``sivqa_tidy.json`` + photos (the mini-food photos stand in;
+  ``write_foodieqa(..., converted_only=True)`` writes the layout the original lab left, only ``sivqa_llava.json``);
 * ``conda/envs/mllm-course-{xtuner,lmdeploy}/bin/``: the two lab environments' programs. They run this
   interpreter with stand-ins at the GPU boundary: ``standins/`` (a fake GPU for ``env.cuda_info``, a no-op
   ``.cuda()``, and an ``lmdeploy`` whose engine runs the mini InternVL) and, for XTuner, ``standins_xtuner/`` (a
@@ -28,7 +28,6 @@ STANDINS_XTUNER = HERE / "standins_xtuner"
 REMOTE = HERE / "internvl2_remote"
 MODEL = "share/new_models/OpenGVLab/InternVL2-2B"
 FOODIEQA = "share/datasets/FoodieQA"
-FOODIEQA_CONVERTED = "share/datasets/FoodieQA-converted"
 
 
 def write_model(folder: Path) -> Path:
@@ -69,12 +68,10 @@ def write_foodieqa(folder: Path, *, converted_only: bool = False) -> Path:
     from course_utils import foodieqa, minifood
 
     items = minifood.make_minifood(folder, dishes=8, photos_per_dish=4, seed=3)
+    foodieqa.write_json(items, folder / "sivqa_tidy.json")
     if converted_only:
-        foodieqa.write_json(items, folder / "sivqa_tidy.json")
         foodieqa.main(["convert", str(folder / "sivqa_tidy.json"), str(folder / "sivqa_llava.json")])
         (folder / "sivqa_tidy.json").unlink()
-    else:
-        foodieqa.write_json(items, folder / "sivqa_tidy.json")
     return folder
 
 
@@ -100,14 +97,11 @@ def write_envs(root: Path) -> dict[str, Path]:
     return envs
 
 
-def build(root: Path, *, foodieqa_layout: str = "raw") -> dict[str, str]:
+def build(root: Path) -> dict[str, str]:
     """Lay out the tree under ``root``; return the environment variables for a rehearsal run."""
     root = Path(root)
     model = write_model(root / MODEL)
-    food = write_foodieqa(
-        root / (FOODIEQA if foodieqa_layout == "raw" else FOODIEQA_CONVERTED),
-        converted_only=foodieqa_layout != "raw",
-    )
+    food = write_foodieqa(root / FOODIEQA)
     envs = write_envs(root)
     return {
         "COURSE_TRACK": "full",

@@ -33,8 +33,9 @@ class GenerationConfig:
 
 
 @dataclass
-class TurbomindEngineConfig:
-    """As ``lmdeploy.messages.TurbomindEngineConfig`` for the fields the course sets."""
+class _EngineConfig:
+    """The fields the course sets that both engine configs have (lmdeploy declares them in each class), and the two
+    checks they share; each class adds its own."""
 
     dtype: str = "auto"
     tp: int = 1
@@ -42,40 +43,38 @@ class TurbomindEngineConfig:
     max_batch_size: int | None = None
     cache_max_entry_count: float = 0.8
     quant_policy: int = 0
-    model_format: str | None = (
-        None  # "awq" for a folder written by `lmdeploy lite auto_awq` (not checked here)
-    )
+    # "awq" for a folder written by `lmdeploy lite auto_awq` (not checked here)
+    model_format: str | None = None
 
     def __post_init__(self):
         assert self.dtype in ["auto", "float16", "bfloat16"]
-        assert self.tp >= 1, "tp must be a positive integer"
-        assert self.cache_max_entry_count > 0, "invalid cache_max_entry_count"
         if self.quant_policy not in QUANT_POLICIES:
             raise ValueError(f"invalid quant_policy: {self.quant_policy}")
+
+
+@dataclass
+class TurbomindEngineConfig(_EngineConfig):
+    """As ``lmdeploy.messages.TurbomindEngineConfig`` for the fields the course sets."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        assert self.tp >= 1, "tp must be a positive integer"
+        assert self.cache_max_entry_count > 0, "invalid cache_max_entry_count"
         assert self.quant_policy not in (16, 17), (
             "invalid quant_policy for TurboMind, FP8 quantization is not supported"
         )
 
 
 @dataclass
-class PytorchEngineConfig:
+class PytorchEngineConfig(_EngineConfig):
     """As ``lmdeploy.messages.PytorchEngineConfig`` for the fields the course sets."""
 
-    dtype: str = "auto"
-    tp: int = 1
-    session_len: int | None = None
-    max_batch_size: int | None = None
-    cache_max_entry_count: float = 0.8
-    quant_policy: int = 0
     device_type: str = "cuda"
-    model_format: str | None = None
 
     def __post_init__(self):
-        assert self.dtype in ["auto", "float16", "bfloat16"]
+        super().__post_init__()
         assert self.tp >= 1, "invalid tp"
         assert 0 < self.cache_max_entry_count < 1, "invalid cache_max_entry_count"
-        if self.quant_policy not in QUANT_POLICIES:
-            raise ValueError(f"invalid quant_policy: {self.quant_policy}")
         assert self.device_type in ["cuda", "ascend", "maca", "camb"], (
             f"invalid device_type: {self.device_type}"
         )
