@@ -53,6 +53,8 @@ CHECKS = {
         ("stage 2 all", 'results["stage 2, mlp2x_gelu"]["all"]', 0.65),
         ("stage 2 colour", 'results["stage 2, mlp2x_gelu"]["colour"]', 0.9),
         ("last layer + CLS shape gain", 'results["stage 2, last layer + CLS"]["shape"] - results["stage 2, mlp2x_gelu"]["shape"]', 0.1),
+        ("format instruction: worst wanted style", 'styled["with the instruction"]', 0.9),
+        ("format instruction over the same question", 'styled["with the instruction"] - styled["without (same question)"]', 0.4),
     ],
     "05_qformer_vs_mlp": [
         ("worst arm, final all", 'min(run["final"]["all"] for run in runs.values())', 0.6),

@@ -24,6 +24,14 @@ def chat_prompt(processor, question: str) -> str:
     return processor.apply_chat_template(messages, add_generation_prompt=True)
 
 
+def shapes_tasks() -> dict[str, tuple[str, object]]:
+    """The shapes world's question kinds: ``{kind: (question, answer_of(item))}`` (``data.QUESTIONS``, ``item.qa()``)."""
+    return {
+        kind: (question, lambda item, n=n: item.qa()[n][1])
+        for n, (kind, question) in enumerate(data.QUESTIONS.items())
+    }
+
+
 class Conversations:
     """Multi-turn chats about training images, tokenised once and assembled per step.
 
@@ -35,9 +43,18 @@ class Conversations:
 
     ``image_tokens`` replaces the processor's count of visual tokens per image (a connector that outputs another
     number of tokens, such as a Q-Former's queries, notebook 05).
+
+    ``tasks`` maps each kind to ``(question, answer_of(item))``; by default the four questions of the shapes world
+    (``data.QUESTIONS``) with each item's own answers. Notebook 03's response-format experiment passes its own
+    (``mini.response_format``): the same questions with a format instruction, and sentence answers.
     """
 
-    def __init__(self, processor, items, kinds: tuple[str, ...] = tuple(data.QUESTIONS), image_tokens=None):
+    def __init__(self, processor, items, kinds: tuple[str, ...] | None = None, image_tokens=None, tasks=None):
+        tasks = tasks or shapes_tasks()
+        kinds = tuple(tasks) if kinds is None else tuple(kinds)
+        unknown = [k for k in kinds if k not in tasks]
+        if unknown:
+            raise ValueError(f"unknown question kind(s) {unknown}: choose from {list(tasks)}")
         tok = self.tokenizer = processor.tokenizer
         self.pad = tok.pad_token_id
         self.kinds = kinds
@@ -57,15 +74,13 @@ class Conversations:
         self.image_tokens = block.count(ctx)
         self.first, self.later = {}, {}
         for kind in kinds:
-            question = data.QUESTIONS[kind]
+            question = tasks[kind][0]
             prompt = ids(chat_prompt(processor, question))
             at = prompt.index(ctx)
             self.first[kind] = prompt[:at] + block + prompt[at + 1 :]
             self.later[kind] = ids("\n<|im_start|>user\n" + question + "<|im_end|>\n<|im_start|>assistant\n")
-        self.answers = [
-            {k: ids(a) + [end] for k, (_, a) in zip(data.QUESTIONS, it.qa(), strict=True)} for it in items
-        ]
-        self.truth = [dict(zip(data.QUESTIONS, (a for _, a in it.qa()), strict=True)) for it in items]
+        self.truth = [{k: answer_of(it) for k, (_, answer_of) in tasks.items()} for it in items]
+        self.answers = [{k: ids(a) + [end] for k, a in truth.items()} for truth in self.truth]
         self.pixels = processor.image_processor(images, return_tensors="pt")["pixel_values"]
 
     def __len__(self) -> int:
