@@ -12,6 +12,20 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
+def pytest_configure(config):
+    """Tests run torch with the notebooks' thread count (``COURSE_THREADS``, ``env.default_threads``).
+
+    Two reasons, both measured in ``make test`` (two workers, two cores): a test process left at torch's default of
+    one thread per core beside a busy notebook kernel oversubscribes the cores (training the mini InternVL took 445 s
+    instead of about 100 s), and the course cache is keyed by the thread count, so a test at another count than the
+    notebooks trains its own copy of a model they have already trained."""
+    import torch
+
+    from course_utils import env
+
+    torch.set_num_threads(env.default_threads())
+
+
 @pytest.fixture
 def clean_env(monkeypatch, tmp_path):
     """No course variables set, the cache in a temp folder, and no real model/dataset folders."""
