@@ -14,10 +14,10 @@ A projector between two *random* towers learns nothing (measured while building 
 random towers stays at 0 % exact match); with pretrained towers stage 1 already works.
 The model keeps InternVL's structure (ViT → pixel shuffle 0.5 → mlp1 → LLM, ``<img><IMG_CONTEXT>…</img>``) at a
 96-px tile with 8-px patches (36 visual tokens per tile) instead of 448 px with 14-px patches (256), so it trains in
-about 70 s on 2 CPU threads (benchmarks/mini_internvl.py: ~91 % held-out exact match; the contrastive ViT
-pretraining is half of that time, and fewer ViT steps or smaller contrastive batches cost the star/triangle distinction).
+one to two minutes on a CPU (the contrastive ViT pretraining is about half of that; fewer ViT steps or smaller
+contrastive batches cost the star/triangle distinction).
 Measured with ``benchmarks/mini_internvl.py --threads 1`` (stage-1 caption gain, stage-2 exact match; 06 asserts > 0.1
-and >= 0.85): seed 1 0.69 / 97 %, seed 2 0.28 / 82 %. Seed 2's ViT stays weak on shape (62 %); 750 or 900 ViT steps
+and >= 0.85): seed 0 0.50 / 95 %, seed 1 0.69 / 97 %, seed 2 0.28 / 82 %. Seed 2's ViT stays weak on shape (62 %); 750 or 900 ViT steps
 fix it (92-94 %) but make the ViT's features worse for notebook 08's dish photos (LoRA reaches 83 % / 77 % instead of
 90 %), so the ViT steps stay at 600.
 Measured: with 8 × 8 patches per tile (112 px / 14) the ViT never learns to tell a star from a triangle (shape
@@ -169,7 +169,7 @@ def train_mini_internvl(recipe: Recipe | None = None, progress: bool = True):
 
 
 def load_mini_internvl(recipe: Recipe | None = None, progress: bool = True):
-    """The trained mini InternVL ``(model, processor)``: from the course cache, or trained once (~1 min) and cached.
+    """The trained mini InternVL ``(model, processor)``: from the course cache, or trained once (1-2 min) and cached.
 
     The cache is keyed by the recipe and the conditions (torch threads, library versions; ``mini.cache``), and two
     processes that need it at once train it once."""
