@@ -70,7 +70,10 @@ def read_committed(path: Path) -> dict:
 def problems(nb: dict, name: str) -> list[str]:
     """Hygiene problems of one notebook (as a dict); empty when clean."""
     out = []
+    ids_allowed = (nb.get("nbformat"), nb.get("nbformat_minor", 0)) >= (4, 5)
     for i, cell in enumerate(nb.get("cells", [])):
+        if "id" in cell and not ids_allowed:
+            out.append(f"{name}: cell {i} has an id, which nbformat 4.4 does not allow (run `make strip`)")
         if cell.get("cell_type") != "code":
             continue
         if cell.get("outputs"):
@@ -110,7 +113,10 @@ def strip(path: Path) -> bool:
     path = Path(path)
     text = path.read_text(encoding="utf-8")
     nb = json.loads(text)
+    ids_allowed = (nb.get("nbformat"), nb.get("nbformat_minor", 0)) >= (4, 5)
     for cell in nb.get("cells", []):
+        if not ids_allowed:
+            cell.pop("id", None)  # nbformat.v4.new_*_cell adds ids, which a 4.4 notebook's schema refuses
         if cell.get("cell_type") == "code":
             cell["outputs"] = []
             cell["execution_count"] = None

@@ -79,6 +79,17 @@ def test_strip_cleans_and_keeps_course_metadata(tmp_path):
     assert nbtools.strip(nb) is False  # idempotent
 
 
+def test_cell_ids_in_a_4_4_notebook_are_reported_and_stripped(tmp_path):
+    nb = make_notebook(tmp_path / "01_x.ipynb")  # nbformat 4.5: ids are part of the schema
+    assert nbtools.check([nb]) == []
+    data = json.loads(nb.read_text())
+    data["nbformat_minor"] = 4  # as the course's older notebooks; nbformat.v4.new_*_cell still adds ids
+    nb.write_text(json.dumps(data))
+    assert any("nbformat 4.4" in p for p in nbtools.check([nb]))
+    assert nbtools.strip(nb) is True
+    assert nbtools.check([nb]) == [] and all("id" not in c for c in json.loads(nb.read_text())["cells"])
+
+
 def test_repository_notebooks_are_clean_and_listed():
     files = nbtools.notebook_files()
     assert files, "the course has notebooks"
