@@ -123,6 +123,17 @@ def default_threads() -> int:
     return max(1, min(8, (os.cpu_count() or 2) // 2))
 
 
+def use_course_threads() -> int:
+    """Run torch at ``default_threads()`` and return the count: what ``init`` does for a notebook, and what any
+    other process that trains or loads a cached mini model must do too (the cache is keyed by the thread count:
+    ``mini.cache``), e.g. the test processes and ``python -m course_utils.evaluate``."""
+    import torch
+
+    threads = default_threads()
+    torch.set_num_threads(threads)
+    return threads
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python's ``random``, NumPy and PyTorch (CPU and CUDA)."""
     import numpy as np
@@ -206,8 +217,7 @@ def init(notebook_id: str, seed: int | None = None, *, quiet: bool = False) -> C
 
     from . import __version__
 
-    threads = default_threads()
-    torch.set_num_threads(threads)
+    threads = use_course_threads()
     seed_everything(seed)
     track, reason = choose_track(notebook_id)
     gpu = cuda_info()

@@ -265,8 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.backend == "mini":
         from . import env
 
-        # the threads a notebook kernel would use (env.init); make test's COURSE_THREADS=1 gives each job one core
-        torch.set_num_threads(env.default_threads())
+        env.use_course_threads()  # the notebooks' count, so the cached mini model is the one they trained
     engine = infer.make_engine(args.backend, args.model)
     results = evaluate_model(engine, items, args.image_root, args.prompt, args.max_new_tokens)
     for name, result in results.items():

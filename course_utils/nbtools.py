@@ -67,10 +67,15 @@ def read_committed(path: Path) -> dict:
     return staged if staged is not None else _read_nb(path)
 
 
+def cell_ids_allowed(nb: dict) -> bool:
+    """Cell ids are part of the notebook schema from nbformat 4.5 on."""
+    return (nb.get("nbformat"), nb.get("nbformat_minor", 0)) >= (4, 5)
+
+
 def problems(nb: dict, name: str) -> list[str]:
     """Hygiene problems of one notebook (as a dict); empty when clean."""
     out = []
-    ids_allowed = (nb.get("nbformat"), nb.get("nbformat_minor", 0)) >= (4, 5)
+    ids_allowed = cell_ids_allowed(nb)
     for i, cell in enumerate(nb.get("cells", [])):
         if "id" in cell and not ids_allowed:
             out.append(f"{name}: cell {i} has an id, which nbformat 4.4 does not allow (run `make strip`)")
@@ -113,7 +118,7 @@ def strip(path: Path) -> bool:
     path = Path(path)
     text = path.read_text(encoding="utf-8")
     nb = json.loads(text)
-    ids_allowed = (nb.get("nbformat"), nb.get("nbformat_minor", 0)) >= (4, 5)
+    ids_allowed = cell_ids_allowed(nb)
     for cell in nb.get("cells", []):
         if not ids_allowed:
             cell.pop("id", None)  # nbformat.v4.new_*_cell adds ids, which a 4.4 notebook's schema refuses

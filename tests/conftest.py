@@ -19,11 +19,9 @@ def pytest_configure(config):
     one thread per core beside a busy notebook kernel oversubscribes the cores (training the mini InternVL took 445 s
     instead of about 100 s), and the course cache is keyed by the thread count, so a test at another count than the
     notebooks trains its own copy of a model they have already trained."""
-    import torch
-
     from course_utils import env
 
-    torch.set_num_threads(env.default_threads())
+    env.use_course_threads()
 
 
 @pytest.fixture

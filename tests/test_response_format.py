@@ -12,8 +12,14 @@ ITEMS = data.make_shapes(12, image_size=48, seed=3)
 
 
 @pytest.fixture(scope="module")
-def processor():
-    return build_llava(image_size=48, patch_size=8, vision_hidden=32, hidden=32, layers=1, seed=0)[1]
+def tiny():
+    """An untrained tiny LLaVA: (model, processor)."""
+    return build_llava(image_size=48, patch_size=8, vision_hidden=32, hidden=32, layers=1, seed=0)
+
+
+@pytest.fixture(scope="module")
+def processor(tiny):
+    return tiny[1]
 
 
 def test_only_the_short_question_carries_the_instruction_and_every_word_is_known(processor):
@@ -79,8 +85,8 @@ def test_default_conversations_keep_the_four_shapes_questions(processor):
     assert chats.truth[0] == dict(zip(data.QUESTIONS, (a for _, a in ITEMS[0].qa()), strict=True))
 
 
-def test_measure_reports_both_styles_of_a_model(processor):
-    model, processor = build_llava(image_size=48, patch_size=8, vision_hidden=32, hidden=32, layers=1, seed=0)
+def test_measure_reports_both_styles_of_a_model(tiny):
+    model, processor = tiny
     result = response_format.measure(
         model, response_format.FormatMix(processor, ITEMS[:3], format_prompt=True)
     )

@@ -150,21 +150,28 @@ def evaluate(model, processor, items, batch: int = 64) -> dict[str, float]:
     return out
 
 
-def train_mini_internvl(recipe: Recipe | None = None, progress: bool = True):
-    """Run the whole recipe; returns ``(model, processor, history)``."""
+def train_mini_internvl(recipe: Recipe | None = None, progress: bool = True, after=None):
+    """Run the whole recipe; returns ``(model, processor, history)``.
+
+    ``after(moment, model, processor)``, if given, is called at "random towers", "after stage 1" and "after stage 2",
+    the moments notebook 06 evaluates (``benchmarks/mini_internvl.py`` measures them this way)."""
     recipe = recipe or Recipe()
+    after = after or (lambda *_: None)
     model, processor = build_internvl(
         image_size=recipe.tile, patch_size=recipe.patch, vision_hidden=recipe.vision_hidden, hidden=recipe.hidden,
         layers=recipe.layers, seed=recipe.seed, max_tiles=1,
     )  # fmt: skip
+    after("random towers", model, processor)
     items = data.make_shapes(recipe.train_images, image_size=recipe.tile, seed=recipe.seed + 10)
     history = {"vision": pretrain_vision(model, processor, items, recipe, progress)}
     history["llm"] = pretrain_llm(model, processor, items, recipe, progress)
     captions = Conversations(processor, items, ("caption",))
     history["stage1"] = train_stage(model, captions, 1, recipe.stage1_steps, recipe, progress)
+    after("after stage 1", model, processor)
     history["stage2"] = train_stage(
         model, Conversations(processor, items), 2, recipe.stage2_steps, recipe, progress
     )
+    after("after stage 2", model, processor)
     return model, processor, history
 
 

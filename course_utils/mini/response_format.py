@@ -54,7 +54,6 @@ class FormatMix(sft.Conversations):
 
     def __init__(self, processor, items, format_prompt: bool):
         super().__init__(processor, items, tasks=tasks(format_prompt))
-        self.format_prompt = format_prompt
 
     def sample(self, answers: int, generator) -> dict[str, torch.Tensor]:
         n = max(1, answers // len(KINDS))
@@ -84,14 +83,12 @@ def measure(model, chats: FormatMix, batch: int = 64) -> dict[str, dict[str, flo
     """
     out = {}
     for style in STYLES:
-        styled = right = total = 0
+        styled = right = 0
         for kind in KINDS:
             name = f"{kind}, {style}"
-            for start in range(0, len(chats), batch):
-                images = list(range(start, min(start + batch, len(chats))))
-                got = sft.generate(model, chats, images, name, max_new_tokens=10)
-                styled += sum(answer_style(g) == style for g in got)
-                right += sum(g == chats.truth[i][name] for g, i in zip(got, images, strict=True))
-                total += len(images)
+            got = sft.answers(model, chats, name, batch, max_new_tokens=10)
+            styled += sum(answer_style(g) == style for g in got)
+            right += sum(g == truth[name] for g, truth in zip(got, chats.truth, strict=True))
+        total = len(KINDS) * len(chats)
         out[style] = {"in the wanted style": styled / total, "exact match": right / total}
     return out

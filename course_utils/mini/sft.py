@@ -258,16 +258,21 @@ def generate(model, chats: Conversations, images: list[int], kind: str, max_new_
     return [t.strip() for t in chats.tokenizer.batch_decode(out[:, end:], skip_special_tokens=True)]
 
 
+def answers(model, chats: Conversations, kind: str, batch: int = 64, max_new_tokens: int = 8) -> list[str]:
+    """Greedy answers to question ``kind`` about every image of ``chats``, ``batch`` images at a time."""
+    out = []
+    for start in range(0, len(chats), batch):
+        images = list(range(start, min(start + batch, len(chats))))
+        out += generate(model, chats, images, kind, max_new_tokens)
+    return out
+
+
 def accuracy(model, chats: Conversations, kinds=None, batch: int = 64) -> dict[str, float]:
     """Exact-match accuracy of greedy answers per question kind (and "all") on every image of ``chats``."""
     kinds = list(kinds or chats.kinds)
     out = {}
     for kind in kinds:
-        hits = 0
-        for start in range(0, len(chats), batch):
-            images = list(range(start, min(start + batch, len(chats))))
-            got = generate(model, chats, images, kind)
-            hits += sum(g == chats.truth[i][kind] for g, i in zip(got, images, strict=True))
-        out[kind] = hits / len(chats)
+        got = answers(model, chats, kind, batch)
+        out[kind] = sum(g == truth[kind] for g, truth in zip(got, chats.truth, strict=True)) / len(chats)
     out["all"] = sum(out.values()) / len(kinds)
     return out

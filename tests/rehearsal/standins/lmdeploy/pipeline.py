@@ -75,14 +75,10 @@ def parse_prompt(prompt) -> tuple[str, Image.Image | None, bool]:
 
 def load_engine():
     """The course's chat engine behind the stand-in: the trained mini InternVL (tests replace this function)."""
-    import torch
-
     from course_utils import env, infer
     from course_utils.mini import load_mini_internvl
 
-    # the notebooks' thread count: the model cache is keyed by it, so a server started as a program (07's
-    # api_server) loads the model the notebooks trained instead of training its own copy beside them
-    torch.set_num_threads(env.default_threads())
+    env.use_course_threads()  # a server started as a program (07's api_server) loads the model the notebooks trained
     return infer.TransformersChat(*load_mini_internvl(progress=False))
 
 
