@@ -52,7 +52,7 @@ CHECKS = {
         ("stage 1 caption gain", 'results["stage 1, mlp2x_gelu"]["caption"] - results["pretrained towers, random projector"]["caption"]', 0.1),
         ("stage 2 all", 'results["stage 2, mlp2x_gelu"]["all"]', 0.65),
         ("stage 2 colour", 'results["stage 2, mlp2x_gelu"]["colour"]', 0.9),
-        ("last layer + CLS shape gain", 'results["stage 2, last layer + CLS"]["shape"] - results["stage 2, mlp2x_gelu"]["shape"]', 0.1),
+        ("shape probe: last + CLS over LLaVA's layer", 'probes["last, with CLS"] - probes["second-to-last, no CLS (LLaVA)"]', 0.1),
         ("format instruction: worst wanted style", 'styled["with the instruction"]', 0.9),
         ("format instruction over the same question", 'styled["with the instruction"] - styled["without (same question)"]', 0.4),
     ],

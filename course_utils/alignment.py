@@ -174,6 +174,38 @@ def evaluate_retrieval(
     return out
 
 
+def linear_probe(
+    train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
+    *, steps: int = 300, lr: float = 1e-2, weight_decay: float = 1e-3,
+) -> float:  # fmt: skip
+    """Held-out accuracy of a linear classifier trained on frozen features: how much of a label they carry, linearly.
+
+    Features are standardised with the training set's mean and spread; one linear layer (softmax regression with an
+    L2 penalty ``weight_decay``) learns by full-batch Adam from zeros, so the result is deterministic. CLIP's paper
+    evaluates its features the same way (Radford et al. 2021, Sec. 3.2, "linear-probe evaluation"), with scikit-learn's
+    L-BFGS logistic regression instead of Adam. Introduced in notebook 03 (which ViT layer carries the shape).
+    """
+    if train_x.ndim != 2 or test_x.ndim != 2 or train_x.shape[1] != test_x.shape[1]:
+        raise ValueError(
+            f"features must be (n, d) with the same d; got {tuple(train_x.shape)} and {tuple(test_x.shape)}"
+        )
+    if len(train_x) != len(train_y) or len(test_x) != len(test_y):
+        raise ValueError("one label per row: features and labels differ in length")
+    mean, std = train_x.mean(0), train_x.std(0) + 1e-5
+    train_x, test_x = (train_x - mean) / std, (test_x - mean) / std
+    classes = int(max(train_y.max(), test_y.max())) + 1
+    weight = torch.zeros(train_x.shape[1], classes, requires_grad=True)
+    bias = torch.zeros(classes, requires_grad=True)
+    opt = torch.optim.Adam([weight, bias], lr=lr)
+    for _ in range(steps):
+        loss = F.cross_entropy(train_x @ weight + bias, train_y) + weight_decay * weight.pow(2).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        return ((test_x @ weight + bias).argmax(1) == test_y).float().mean().item()
+
+
 def temporal_alignment(sim: torch.Tensor) -> list[int]:
     """Label each video frame with a subtitle, keeping both in time order (dynamic programming, like DTW).
 

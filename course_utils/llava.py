@@ -31,6 +31,22 @@ def build_projector(kind: str, vision_dim: int, llm_dim: int) -> nn.Module:
     raise ValueError(f"unknown projector {kind!r}: use 'linear' or 'mlp2x_gelu'")
 
 
+def select_features(hidden_states, layer: int = -2, strategy: str = "default"):
+    """What LLaVA hands to its projector: the ViT's hidden states of ``layer``, CLS (token 0) dropped or kept.
+
+    ``hidden_states`` is the ViT's tuple (embeddings, then one entry per layer). ``strategy`` is transformers' name:
+    ``"default"`` drops CLS (LLaVA's choice, with ``layer=-2``), ``"full"`` keeps it. Mirrors haotian-liu/LLaVA
+    ``CLIPVisionTower.feature_select`` (``llava/model/multimodal_encoder/clip_encoder.py``: ``mm_vision_select_layer``,
+    ``select_feature`` ``"patch"`` / ``"cls_patch"``) and transformers' ``LlavaModel.get_image_features``
+    (``vision_feature_layer``, ``vision_feature_select_strategy``); the tests compare it with what the mini LLaVA's
+    projector receives. Shown in notebook 03.
+    """
+    if strategy not in ("default", "full"):
+        raise ValueError(f'strategy must be "default" (drop CLS) or "full" (keep it), not {strategy!r}')
+    states = hidden_states[layer]
+    return states[:, 1:] if strategy == "default" else states
+
+
 def vit_tokens(image_size: int = 336, patch_size: int = 14, *, cls: bool = False) -> int:
     """Patch tokens of a square ViT input (+1 with ``cls``): 224/14 → 256, 336/14 → 576."""
     return (image_size // patch_size) ** 2 + (1 if cls else 0)

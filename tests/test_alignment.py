@@ -126,3 +126,23 @@ def test_training_data_pool_and_batches():
     assert pixels.shape[:2] == (20, 3) and tokens.input_ids.shape[0] == 10
     chosen, picks = sampler.sample(8, torch.Generator().manual_seed(0))
     assert len(set(chosen.tolist())) == 8 and len(picks) == 8  # distinct captions, one image each
+
+
+def test_linear_probe_reads_a_linear_label_and_not_noise():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(400, 8, generator=g)
+    y = (x[:, 0] + 0.5 * x[:, 3] > 0).long()
+    assert alignment.linear_probe(x[:300], y[:300], x[300:], y[300:]) > 0.95
+    noise = torch.randint(0, 4, (400,), generator=g)
+    assert alignment.linear_probe(x[:300], noise[:300], x[300:], noise[300:]) < 0.4  # chance: 0.25
+    assert alignment.linear_probe(x[:300], y[:300], x[300:], y[300:]) == alignment.linear_probe(
+        x[:300], y[:300], x[300:], y[300:]
+    )  # deterministic
+
+
+def test_linear_probe_refuses_mismatched_inputs():
+    x, y = torch.randn(10, 4), torch.zeros(10, dtype=torch.long)
+    with pytest.raises(ValueError, match="same d"):
+        alignment.linear_probe(x, y, torch.randn(5, 3), y[:5])
+    with pytest.raises(ValueError, match="one label per row"):
+        alignment.linear_probe(x, y[:9], x, y)

@@ -204,3 +204,11 @@ def test_explorer_callback(size):
     fig = llava.anyres_figure(Image.new("RGB", size, (10, 120, 200)))
     assert f"= {llava.anyres_num_tokens(size)} visual tokens" in fig._suptitle.get_text()
     plt.close(fig)
+
+
+def test_select_features_drops_or_keeps_cls():
+    states = tuple(torch.randn(2, 5, 3) for _ in range(3))  # embeddings + 2 layers; token 0 is CLS
+    assert torch.equal(llava.select_features(states), states[-2][:, 1:])
+    assert torch.equal(llava.select_features(states, -1, "full"), states[-1])
+    with pytest.raises(ValueError, match="drop CLS"):
+        llava.select_features(states, -2, "patch")

@@ -99,3 +99,18 @@ def test_two_stages_freeze_the_vision_tower_and_are_reproducible(untrained_clip)
         assert [len(v) for v in history.values()] == [2, 2, 2]
         runs.append(history)
     assert runs[0] == runs[1]
+
+
+@pytest.mark.parametrize(("select", "layer"), [("default", -2), ("full", -1), ("default", -1), ("full", -2)])
+def test_select_features_is_what_transformers_hands_the_projector(untrained_clip, select, layer):
+    """llava.select_features (shown in notebook 03) against LlavaModel.get_image_features: the projector's input."""
+    model, processor = L.build_mini_llava(feature_layer=layer, feature_select=select, recipe=TINY)
+    items = data.make_shapes(3, image_size=48, seed=4)
+    seen = []
+    hook = model.model.multi_modal_projector.register_forward_pre_hook(lambda _, args: seen.append(args[0]))
+    chats = sft.Conversations(processor, items)
+    with torch.no_grad():
+        model(**chats.prompts([0, 1, 2], "shape"))
+        states = model.model.vision_tower(chats.pixels[[0, 1, 2]], output_hidden_states=True).hidden_states
+    hook.remove()
+    assert torch.equal(seen[0], llava.select_features(states, layer, select))

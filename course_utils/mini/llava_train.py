@@ -30,7 +30,9 @@ class LlavaRecipe:
 
     hidden: int = 128  # LLM width (Vicuna-7B: 4096)
     llm_steps: int = 150  # text-only pretraining of the LLM
-    stage1_steps: int = 400  # projector only, captions
+    stage1_steps: int = (
+        600  # projector only, captions (400 left a caption gain of 0.135 at seed 1: 03 asserts > 0.1)
+    )
     stage2_steps: int = 800  # projector + LLM, all questions as multi-turn chats
     batch_size: int = 32  # answers per step
     lr: float = 2e-3

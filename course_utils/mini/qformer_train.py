@@ -27,7 +27,9 @@ class Stage1Config:
 
     steps: int = 1200  # notebook 02: 1200 (mini), 800 (CI), 3000 (full)
     batch_size: int = 24
-    lr: float = 3e-3  # 2e-3 left ITM on its plateau after 800 steps at seeds 1 and 2 (benchmarks/robustness.py)
+    lr: float = (
+        3e-3  # 2e-3 left ITM on its plateau after 800 steps at seeds 1 and 2 (benchmarks/robustness.py)
+    )
     seed: int = 0  # batches and hard negatives
     init_seed: int = 0  # torch.manual_seed before the Q-Former is built
     pool_images: int = 48 * 20  # 20 training images per caption
