@@ -2,7 +2,12 @@
 
     python benchmarks/robustness.py                      # every asserted notebook, every condition (long: hours)
     python benchmarks/robustness.py 06 08 --jobs 2       # some notebooks, two runs at a time (1-thread runs only)
-    python benchmarks/robustness.py --conditions seed1 threads2
+    python benchmarks/robustness.py --conditions seed1 ci
+    python benchmarks/robustness.py 02 06 --conditions learner --cache /tmp/lw   # then, later, alone:
+    python benchmarks/robustness.py 02 06 --conditions warm --cache /tmp/lw
+
+Run the 2-thread conditions (``ci``, ``warm``) alone on a 2-core machine: beside another busy process torch's two
+threads wait for each other at every operation, and a 2-minute notebook took over 15 minutes (measured).
 
 A notebook's assertions hold in CI; a learner re-runs it, with another thread count, another seed, a cache that an
 earlier run in another mode filled. This script executes each notebook that asserts a trained result under each
@@ -27,6 +32,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -116,13 +122,19 @@ def run_one(path: Path) -> None:
 def execute(path: Path, condition: str, cache: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in CLEARED}
     env |= CONDITIONS[condition] | {"MLLM_COURSE_CACHE": str(cache)}
+    start = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, __file__, "--one", str(path)], env=env, capture_output=True, text=True
     )
+    seconds = time.perf_counter() - start
     out = proc.stdout.rsplit("@@", 1)
     if len(out) < 2:
-        return {"values": {}, "errors": [f"crashed: {proc.stderr.strip().splitlines()[-1:]}"]}
-    return json.loads(out[1])
+        return {
+            "values": {},
+            "errors": [f"crashed: {proc.stderr.strip().splitlines()[-1:]}"],
+            "seconds": seconds,
+        }
+    return json.loads(out[1]) | {"seconds": seconds}
 
 
 def main() -> None:
@@ -130,19 +142,27 @@ def main() -> None:
     parser.add_argument("ids", nargs="*", help="notebook id prefixes (default: every notebook that asserts)")
     parser.add_argument("--conditions", nargs="*", default=list(CONDITIONS), choices=list(CONDITIONS))
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time (give 1-thread conditions only)")
+    parser.add_argument(
+        "--cache", type=Path,
+        help="the learner-then-warm cache (default: a temporary one); give the same folder to a `learner` run "
+        "and a later `warm` run to run them apart, e.g. the 1-thread learner runs beside other work",
+    )  # fmt: skip
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         return run_one(Path(args.one))
     names = [n for n in CHECKS if not args.ids or any(n.startswith(i) for i in args.ids)]
     with tempfile.TemporaryDirectory() as tmp:
-        shared = Path(tmp) / "learner-then-warm"
+        shared = args.cache or Path(tmp) / "learner-then-warm"
 
         def job(item):
             name, condition = item
             cache = shared if condition in ("learner", "warm") else Path(tmp) / f"{name}-{condition}"
             result = execute(ROOT / "notebooks" / f"{name}.ipynb", condition, cache)
-            print(f"  {name} [{condition}]: {result['errors'] or 'no errors'}", file=sys.stderr, flush=True)
+            print(
+                f"  {name} [{condition}]: {result['errors'] or 'no errors'}, {result['seconds']:.0f} s",
+                file=sys.stderr, flush=True,
+            )  # fmt: skip
             return item, result
 
         plain = [(n, c) for n in names for c in args.conditions if c not in ("learner", "warm")]
