@@ -31,6 +31,12 @@ def build_projector(kind: str, vision_dim: int, llm_dim: int) -> nn.Module:
     raise ValueError(f"unknown projector {kind!r}: use 'linear' or 'mlp2x_gelu'")
 
 
+def check_feature_strategy(strategy: str, name: str = "strategy") -> None:
+    """Refuse a feature-selection strategy transformers' LLaVA does not know (``"default"`` or ``"full"``)."""
+    if strategy not in ("default", "full"):
+        raise ValueError(f'{name} must be "default" (drop CLS) or "full" (keep it), not {strategy!r}')
+
+
 def select_features(hidden_states, layer: int = -2, strategy: str = "default"):
     """What LLaVA hands to its projector: the ViT's hidden states of ``layer``, CLS (token 0) dropped or kept.
 
@@ -41,8 +47,7 @@ def select_features(hidden_states, layer: int = -2, strategy: str = "default"):
     (``vision_feature_layer``, ``vision_feature_select_strategy``); the tests compare it with what the mini LLaVA's
     projector receives. Shown in notebook 03.
     """
-    if strategy not in ("default", "full"):
-        raise ValueError(f'strategy must be "default" (drop CLS) or "full" (keep it), not {strategy!r}')
+    check_feature_strategy(strategy)
     states = hidden_states[layer]
     return states[:, 1:] if strategy == "default" else states
 

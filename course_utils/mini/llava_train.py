@@ -57,6 +57,7 @@ def build_mini_llava(
     The LLM is untrained: call ``sft.pretrain_llm`` (notebook 03 shows it). Trains the mini CLIP first if the course
     cache does not have it yet (notebook 01 stores it).
     """
+    llava.check_feature_strategy(feature_select, "feature_select")  # before any training or loading
     recipe = recipe or LlavaRecipe()
     clip_config = alignment.AlignConfig()
     clip, _ = clip_train.pretrained_dual_encoder(clip_config, progress=progress)
@@ -65,10 +66,6 @@ def build_mini_llava(
         hidden=recipe.hidden, layers=clip_config.layers, seed=recipe.seed,
     )  # fmt: skip
     model.model.vision_tower.load_state_dict(clip.vision_model.state_dict())
-    if feature_select not in ("default", "full"):
-        raise ValueError(
-            f'feature_select must be "default" (drop CLS) or "full" (keep it), not {feature_select!r}'
-        )
     model.config.vision_feature_layer = feature_layer
     model.config.vision_feature_select_strategy = feature_select
     processor.vision_feature_select_strategy = feature_select  # the processor's token count follows
