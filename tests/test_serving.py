@@ -100,6 +100,23 @@ def test_ask_api_server_happy_path_and_http_errors(openai_server, images):
     assert err.value.status == 404
 
 
+def test_stand_in_server_queues_many_connections_like_uvicorn():
+    """The stand-in's listen backlog holds 64 connections while its accept loop is busy (notebook 09's load test sends
+    32 clients at once): with the standard library's backlog of 5 the kernel drops the seventh and later SYNs, and on a
+    busy machine CI saw the resulting resets."""
+    server_mod = _load("lmdeploy_standin_openai_server", REHEARSAL / "lmdeploy" / "openai_server.py")
+    server = server_mod.make_server(["InternVL2-2B"], lambda m, b: ("ok", "stop", 1, 1))  # never accepts
+    clients = []
+    try:
+        for _ in range(64):
+            clients.append(socket.create_connection(server.server_address[:2], timeout=2))
+    finally:
+        for c in clients:
+            c.close()
+        server.server_close()
+    assert len(clients) == 64
+
+
 def test_ask_api_server_without_a_server_says_so():
     port = _free_port()
     with pytest.raises(ConnectionRefusedError, match=f"no server on http://127.0.0.1:{port}"):
