@@ -1,8 +1,10 @@
 """mini.cache: a trained model is keyed by its recipe *and* the conditions it was trained under, and built once."""
 
+import random
 import threading
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -66,3 +68,25 @@ def test_build_once_writes_whole_folders_once(clean_env):
     assert not other.exists() and [
         p.name for p in other.parent.iterdir() if p.name.startswith(other.name + ".")
     ] == [other.name + ".lock"]  # no half-written copy left behind
+
+
+def test_build_once_leaves_the_callers_random_numbers_alone(clean_env):
+    """Notebook 08 draws LoRA's adapters right after loading the mini InternVL: a cold cache (which trains, drawing
+    random numbers) and a warm one (which only loads) must leave it the same numbers to draw."""
+
+    def draws():
+        return torch.rand(3).tolist(), np.random.rand(3).tolist(), [random.random() for _ in range(3)]
+
+    def write(folder):
+        torch.manual_seed(123)  # what the mini model builders do
+        torch.randn(1000), np.random.rand(10), random.random()
+        (folder / "config.json").write_text("{}")
+
+    path = cache.folder("demo", {"x": 4})
+    expected = []
+    for _ in ("cold", "warm"):
+        torch.manual_seed(0), np.random.seed(0), random.seed(0)
+        cache.build_once(path, write)
+        expected.append(draws())
+    torch.manual_seed(0), np.random.seed(0), random.seed(0)
+    assert expected[0] == expected[1] == draws()  # as if nothing had been built

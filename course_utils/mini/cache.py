@@ -7,7 +7,10 @@ trained in one mode (a learner's kernel with one thread) is never silently reuse
 a notebook that asserts a result gets the model its own conditions produce, warm cache or cold.
 
 Building happens under a file lock beside the folder, so two processes that need the same model (two notebooks open
-at once, two test workers) train it once: the second waits, then loads what the first saved.
+at once, two test workers) train it once: the second waits, then loads what the first saved. It also happens with the
+caller's random state set aside and restored (torch, NumPy, ``random``): training draws thousands of random numbers,
+loading draws none, so without this what a notebook draws next (LoRA's initial adapters in notebook 08) would depend
+on whether the cache was warm.
 
     path = cache.folder("mini_internvl", asdict(recipe))     # <cache>/models/mini_internvl-<hash>
     cache.build_once(path, lambda tmp: save(*train(), tmp))  # one builder at a time, renamed into place last
@@ -86,14 +89,35 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> Path:
     return path
 
 
+@contextmanager
+def keeping_random_state() -> Iterator[None]:
+    """Run a block and give the caller back the random state it had before: torch's (CPU and every CUDA device),
+    NumPy's global one and Python's ``random``."""
+    import random
+
+    import numpy as np
+    import torch
+
+    saved_python, saved_numpy = random.getstate(), np.random.get_state()
+    cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    try:
+        with torch.random.fork_rng(devices=cuda):
+            yield
+    finally:
+        random.setstate(saved_python)
+        np.random.set_state(saved_numpy)
+
+
 def build_once(path: Path, write: Callable[[Path], None]) -> Path:
     """Unless a complete copy is at ``path`` already: under ``building``'s lock, ``write_atomic(path, write)``.
 
     ``write`` runs at most once per folder even when several processes ask at the same time (the others wait, then
-    find it ready)."""
+    find it ready), and under ``keeping_random_state``: a warm cache and a cold one leave the caller the same random
+    numbers to draw next."""
     path = Path(path)
     if not ready(path):
         with building(path):
             if not ready(path):
-                write_atomic(path, write)
+                with keeping_random_state():
+                    write_atomic(path, write)
     return path
