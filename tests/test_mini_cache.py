@@ -83,10 +83,10 @@ def test_build_once_leaves_the_callers_random_numbers_alone(clean_env):
         (folder / "config.json").write_text("{}")
 
     path = cache.folder("demo", {"x": 4})
-    expected = []
+    after_build = []
     for _ in ("cold", "warm"):
         torch.manual_seed(0), np.random.seed(0), random.seed(0)
         cache.build_once(path, write)
-        expected.append(draws())
+        after_build.append(draws())
     torch.manual_seed(0), np.random.seed(0), random.seed(0)
-    assert expected[0] == expected[1] == draws()  # as if nothing had been built
+    assert after_build[0] == after_build[1] == draws()  # as if nothing had been built

@@ -102,8 +102,8 @@ def test_ask_api_server_happy_path_and_http_errors(openai_server, images):
 
 def test_stand_in_server_queues_many_connections_like_uvicorn():
     """The stand-in's listen backlog holds 64 connections while its accept loop is busy (notebook 09's load test sends
-    32 clients at once): with the standard library's backlog of 5 the kernel drops the seventh and later SYNs, and on a
-    busy machine CI saw the resulting resets."""
+    32 clients at once): with the standard library's backlog of 5 the kernel stops completing
+    handshakes after a few, and on a busy machine CI saw the resulting resets."""
     server_mod = _load("lmdeploy_standin_openai_server", REHEARSAL / "lmdeploy" / "openai_server.py")
     server = server_mod.make_server(["InternVL2-2B"], lambda m, b: ("ok", "stop", 1, 1))  # never accepts
     clients = []

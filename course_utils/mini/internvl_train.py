@@ -20,7 +20,7 @@ Measured by executing notebook 06 (``benchmarks/robustness.py``, 1 thread; 06 as
 stage-2 exact match >= 0.85): seeds 0 / 1 / 2 give 0.58 / 0.77 / 0.33 and 0.96 / 0.97 / 0.89. With 600 ViT steps,
 seed 2's ViT stayed weak on shape (62 %, all 0.84): whether shape is learned in time varies with the seed (a frozen
 ViT's nearest-centroid shape accuracy after pretraining: 0.78 / 0.81 / 0.55 at 600 steps). Notebook 08's LoRA on
-this model (seed 0) reaches 0.89 / 0.93 / 0.92 held-out at LoRA seeds 0 / 1 / 2.
+this model (seed 0) reaches 0.885 / 0.896 / 0.885 held-out at LoRA seeds 0 / 1 / 2 (1 thread; 0.958 at 2 threads).
 Measured: with 8 × 8 patches per tile (112 px / 14) the ViT never learns to tell a star from a triangle (shape
 accuracy ~50 %); 12 × 12 patches and a well-pretrained ViT (contrastive loss ≈ 0.2) reach ~95 % overall.
 

@@ -38,7 +38,6 @@ class Server(ThreadingHTTPServer):
     (11 of 128 requests reset at 64 clients with a backlog of 5, none with 2048)."""
 
     request_queue_size = 2048
-    daemon_threads = True
 
 
 def make_server(names: list[str], reply, port: int = 0, host: str = "127.0.0.1") -> Server:
