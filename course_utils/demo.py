@@ -2,6 +2,7 @@
 
     python -m course_utils.demo --backend mini                 # the trained mini InternVL, on CPU
     python -m course_utils.demo --backend lmdeploy --model /root/share/new_models/OpenGVLab/InternVL2-2B
+    python -m course_utils.demo --backend transformers --model ~/models/InternVL2-1B   # real weights, CPU or GPU
     python -m course_utils.demo --backend mini --model <08's fine-tuned mini model> --photos <its dish photos>
 
 What it does that the original InternVL2 lab's demo did not:
@@ -155,7 +156,9 @@ def build_app(
 
     handlers = ChatHandlers(engine, max_new_tokens, image_first)
     picks = quick_pick(backend, photos=photos)
-    title = title or ("Mini InternVL (CPU)" if backend == "mini" else "InternVL2-2B with LMDeploy")
+    titles = {"mini": "Mini InternVL (CPU)", "lmdeploy": "InternVL2-2B with LMDeploy"}
+    real = getattr(engine, "checkpoint", None)
+    title = title or titles.get(backend) or f"{real.name if real else 'InternVL'} with transformers"
 
     def respond(text, image, session, history, temperature, top_p):
         try:

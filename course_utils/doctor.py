@@ -158,12 +158,30 @@ def check_gpu() -> Check:
     return Check(OK, "GPU", f"{name}, {vram:.1f} GiB VRAM")
 
 
-def check_dir(label: str, path: Path, ready: bool, var: str, what: str) -> Check:
-    if ready:
-        return Check(OK, label, str(path))
-    return Check(
-        WARN, label, f"not found at {path} ({what})", f"set {var} to its folder, or stay on the mini track"
-    )
+def check_model(folder: Path | None = None, available: int | None = None) -> Check:
+    """The model folder (``MLLM_COURSE_MODEL_DIR``): its format, size, and whether it fits in memory, read from the
+    config and safetensors headers without loading it (``course_utils.checkpoint``)."""
+    from . import checkpoint
+
+    folder = paths.model_dir() if folder is None else Path(folder)
+    if not paths.model_dir_ready(folder):
+        return Check(WARN, "model weights", f"not found at {folder} (the labs' transformers and full tracks)",
+                     "download InternVL2-1B, InternVL2-2B or InternVL3-1B-hf yourself and set MLLM_COURSE_MODEL_DIR "
+                     "(README › Run the real model on your laptop), or stay on the mini track")  # fmt: skip
+    try:
+        ckpt = checkpoint.inspect(folder)
+    except checkpoint.CheckpointError as err:
+        return Check(WARN, "model weights", str(err), "fix the folder, or stay on the mini track")
+    gpu = env.cuda_info() is not None
+    need = checkpoint.estimate(ckpt, "bfloat16")
+    free = checkpoint.available_bytes("cuda" if gpu else "cpu") if available is None else available
+    detail = (f"{folder} ({ckpt.format} format, {ckpt.llm}, {ckpt.parameters / 1e9:.2f} B parameters); "
+              f"{need}; {free / 1e9:.1f} GB {'GPU memory' if gpu else 'RAM'} free")  # fmt: skip
+    if need.total > free:
+        return Check(
+            WARN, "model weights", detail, f"free memory, or try a smaller model: {checkpoint.SMALLER}"
+        )
+    return Check(OK, "model weights", detail)
 
 
 def _existing_parent(path: Path) -> Path:
@@ -302,15 +320,7 @@ def run_checks() -> list[Check]:
     if tv:
         checks.append(tv)
     checks.append(check_gpu())
-    checks.append(
-        check_dir(
-            "InternVL2-2B",
-            paths.model_dir(),
-            paths.model_dir_ready(),
-            "MLLM_COURSE_MODEL_DIR",
-            "full track of 07/08",
-        )
-    )
+    checks.append(check_model())
     problem = paths.foodieqa_problem()
     checks.append(Check(OK, "FoodieQA", str(paths.foodieqa_dir())) if problem is None else
                   Check(WARN, "FoodieQA", f"{problem} (full track of 08)", "stay on the mini track, or follow README › Data"))  # fmt: skip
@@ -384,8 +394,15 @@ def report(checks: list[Check] | None = None, out=print) -> int:
     if fails:
         out(f"==> {len(fails)} problem(s) to fix before the course can run (see the fix lines above).")
         return 1
-    track, reason = env.choose_track("07")
-    out(f"==> Ready. Track that will run: {track.upper()} ({reason}).")
+    labs = {nb: env.choose_track(nb) for nb in env.LAB_NOTEBOOKS}
+    for nb, (track, reason) in labs.items():
+        out(f"==> {nb} runs on the {track.upper()} track ({reason})")
+    theory, _ = env.choose_track("01")
+    tracks = {track for track, _ in labs.values()}
+    if tracks == {theory}:
+        out(f"==> Ready. Track that will run: {theory.upper()}.")
+    else:
+        out(f"==> Ready. Track that will run: {theory.upper()} for 01-06; the labs as above.")
     return 0
 
 

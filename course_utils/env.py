@@ -5,18 +5,24 @@
 * seeds ``random``, NumPy and PyTorch (same seed, same numbers, at a fixed thread count);
 * sets PyTorch's thread count, here and nowhere else (a fixed 2 in CI: results are bit-identical at a fixed count);
 * keeps Hugging Face libraries offline (the course never downloads weights at run time);
-* chooses the **track**: ``mini`` (tiny models, CPU, seconds) or ``full`` (InternVL2-2B on a GPU).
+* chooses the **track**, how the labs (07–09) run:
+
+  - ``mini``: the tiny models trained in notebooks 01–06, on the CPU, in seconds;
+  - ``transformers``: the real InternVL weights in ``MLLM_COURSE_MODEL_DIR`` through plain transformers, on a laptop's
+    CPU or any GPU (``course_utils.realmodel``), where LMDeploy cannot run;
+  - ``full``: InternVL2-2B with LMDeploy and XTuner on an NVIDIA GPU (InternStudio).
 
 Track selection, from the environment variables:
 
-* ``COURSE_TRACK=mini`` or ``full`` forces a track; ``auto`` (the default) picks ``full`` only when a CUDA GPU
-  is present *and* the assets the notebook needs exist (the model folder; for 08 also FoodieQA).
+* ``COURSE_TRACK=mini``, ``transformers`` or ``full`` forces a track; ``auto`` (the default) picks ``full`` when a
+  CUDA GPU, LMDeploy (``lmdeploy_problem``) *and* the assets the notebook needs exist (the model folder; for 08 also
+  FoodieQA), else ``transformers`` when the model folder exists, else ``mini``.
 * ``COURSE_SMOKE=1`` gives the mini track's *smoke* sizes (``pick(..., smoke=...)``), CI's small sizes (``make test``
   sets it; a learner's JupyterLab keeps the mini sizes).
 * ``CI`` set to a true value (``1``, ``true``) means mini with smoke sizes, unless
   ``COURSE_TRACK=full`` is given explicitly (a GPU runner).
-* ``full`` that cannot run (no GPU, no weights) falls back to ``mini`` and says why: a notebook never stops on a
-  missing GPU.
+* a forced track that cannot run falls back (``full`` → ``transformers`` when the weights are there, else ``mini``)
+  and says why: a notebook never stops on a missing GPU.
 
 Introduced in notebook 00.
 """
@@ -34,9 +40,11 @@ from . import paths
 
 T = TypeVar("T")
 
-TRACKS = ("auto", "mini", "full")
+TRACKS = ("auto", "mini", "transformers", "full")
 # Which full-track assets each notebook needs; notebooks not listed need the model only.
 FULL_TRACK_ASSETS: dict[str, tuple[str, ...]] = {"08": ("model", "foodieqa")}
+# The labs: the notebooks whose track can be ``transformers`` (01–06 teach on the mini models on every track).
+LAB_NOTEBOOKS = ("07", "08", "09")
 
 _CURRENT: CourseEnv | None = None
 
@@ -70,6 +78,23 @@ def _asset_problem(name: str) -> str | None:
     return None if paths.model_dir_ready() else f"model not found at {paths.model_dir()}"
 
 
+def lmdeploy_problem(notebook_id: str = "") -> str | None:
+    """Why LMDeploy cannot serve this notebook's full track, or None. 07 runs LMDeploy in its own kernel (the
+    ``mllm-course-lmdeploy`` kernel); 08 and 09 run in the course kernel and call the LMDeploy lab environment's
+    programs (``paths.lab_env``)."""
+    import importlib.util
+
+    if notebook_id in ("08", "09"):
+        try:
+            paths.lab_env("lmdeploy")
+            return None
+        except FileNotFoundError:
+            return "no LMDeploy lab environment (mllm-course-lmdeploy)"
+    if importlib.util.find_spec("lmdeploy") is None:
+        return 'no LMDeploy in this kernel (the "mllm-course-lmdeploy" kernel has it)'
+    return None
+
+
 def choose_track(notebook_id: str = "") -> tuple[str, str]:
     """Return ``(track, reason)`` following the rules in this module's docstring."""
     requested = os.environ.get("COURSE_TRACK", "auto").strip().lower() or "auto"
@@ -79,16 +104,27 @@ def choose_track(notebook_id: str = "") -> tuple[str, str]:
         )
     if requested == "mini":
         return "mini", "COURSE_TRACK=mini"
-    if in_ci() and requested != "full":
+    if in_ci() and requested == "auto":
         return "mini", "CI run (smoke sizes)"
+    weights = _asset_problem("model")
+    if requested == "transformers":
+        if weights is None:
+            return "transformers", "COURSE_TRACK=transformers: model weights found"
+        return "mini", f"COURSE_TRACK=transformers requested but {weights}: falling back to mini"
     problems = [] if cuda_info() is not None else ["no CUDA GPU"]
     for name in FULL_TRACK_ASSETS.get(notebook_id, ("model",)):
         problem = _asset_problem(name)
         if problem:
             problems.append(problem)
+    if not problems and notebook_id in LAB_NOTEBOOKS:
+        problem = lmdeploy_problem(notebook_id)
+        problems += [problem] if problem else []
+    how = "COURSE_TRACK=full" if requested == "full" else "auto"
     if not problems:
-        return "full", f"{'COURSE_TRACK=full' if requested == 'full' else 'auto'}: CUDA GPU and assets found"
+        return "full", f"{how}: CUDA GPU, LMDeploy and assets found"
     why = "; ".join(problems)
+    if weights is None and notebook_id in LAB_NOTEBOOKS:
+        return "transformers", f"{how}: {why}; the model weights run through transformers instead"
     if requested == "full":
         return "mini", f"COURSE_TRACK=full requested but {why}: falling back to mini"
     return "mini", f"auto: {why}"
@@ -175,9 +211,20 @@ class CourseEnv:
     def mini(self) -> bool:
         return self.track == "mini"
 
+    @property
+    def transformers(self) -> bool:
+        """The real weights through plain transformers (CPU or any GPU), no LMDeploy."""
+        return self.track == "transformers"
+
+    @property
+    def real(self) -> bool:
+        """Real InternVL weights on this track (``full`` or ``transformers``), not the mini models."""
+        return self.track in ("full", "transformers")
+
     def pick(self, mini: T, full: T, smoke: T | None = None) -> T:
-        """The size for this track: ``full`` on the full track, ``smoke`` (if given) in CI, else ``mini``."""
-        if self.full:
+        """The size for this track: ``full`` with real weights (full and transformers tracks), ``smoke`` (if given)
+        in CI, else ``mini``."""
+        if self.real:
             return full
         if self.smoke and smoke is not None:
             return smoke
@@ -234,7 +281,7 @@ def init(notebook_id: str, seed: int | None = None, *, quiet: bool = False) -> C
         smoke=(in_ci() or _truthy(os.environ.get("COURSE_SMOKE"))) and track == "mini",
         seed=seed,
         threads=threads,
-        device="cuda" if (gpu and track == "full") else "cpu",
+        device="cuda" if (gpu and track in ("full", "transformers")) else "cpu",
         gpu_name=gpu[0] if gpu else None,
         vram_gb=gpu[1] if gpu else None,
         versions=versions,

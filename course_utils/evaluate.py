@@ -136,14 +136,21 @@ def _summary(hits: dict[str, list[bool]]) -> dict[str, float]:
     return out
 
 
-def loglik_accuracy(model, processor, items: list[dict], image_root, *, prompt_fn=None) -> dict[str, float]:
-    """Accuracy per question_type (and "all") when the most likely choice is the model's pick."""
+def choice_accuracy(score, items: list[dict], image_root, *, prompt_fn=None) -> dict[str, float]:
+    """Accuracy per question_type (and "all") when the highest-scoring choice is the pick; ``score(image, question,
+    choices)`` gives one number per choice (``loglik_scores`` here, a real model's ``realmodel`` engine ``.score``)."""
     prompt_fn = prompt_fn or question_only
     hits: dict[str, list[bool]] = defaultdict(list)
     for item in items:
-        scores = loglik_scores(model, processor, _open(item, image_root), prompt_fn(item), item["choices"])
+        scores = score(_open(item, image_root), prompt_fn(item), item["choices"])
         hits[item.get("question_type", "?")].append(scores.index(max(scores)) == int(item["answer"]))
     return _summary(hits)
+
+
+def loglik_accuracy(model, processor, items: list[dict], image_root, *, prompt_fn=None) -> dict[str, float]:
+    """Accuracy per question_type (and "all") when the most likely choice is the model's pick."""
+    scorer = lambda image, question, choices: loglik_scores(model, processor, image, question, choices)  # noqa: E731
+    return choice_accuracy(scorer, items, image_root, prompt_fn=prompt_fn)
 
 
 def generated_accuracy(engine, items: list[dict], image_root, *, prompt_fn=None, gen_config=None):

@@ -26,6 +26,7 @@ Introduced in notebook 07.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -136,8 +137,9 @@ class TransformersChat:
     def __init__(self, model, processor, *, image_first: bool = True):
         self.model = model.eval()
         self.processor = processor
+        self.tokenizer = processor.tokenizer
         self.image_first = image_first
-        self.end_id = processor.tokenizer.convert_tokens_to_ids("<|im_end|>")
+        self.end_id = self.tokenizer.convert_tokens_to_ids("<|im_end|>")
 
     def _inputs(self, sessions: list[Session], texts: list[str]):
         prompts = [
@@ -147,7 +149,15 @@ class TransformersChat:
         images = [s.image for s in sessions if s.image is not None]
         if images and len(images) != len(sessions):
             raise ValueError("in one batch, either every prompt has an image or none has")
-        return self.processor(images=images or None, text=prompts, return_tensors="pt", padding=True)
+        batch = self.processor(images=images or None, text=prompts, return_tensors="pt", padding=True)
+        if "pixel_values" in batch:  # the model's dtype (bfloat16 for a real model), on the model's device
+            batch["pixel_values"] = batch["pixel_values"].to(self.model.dtype)
+        return batch.to(self.model.device)
+
+    def _split(self, out, inputs) -> tuple[list[list[int]], int]:
+        """(new token ids of each row, prompt length): transformers' ``generate`` returns prompt + answer."""
+        n = inputs["input_ids"].shape[1]
+        return [row[n:].tolist() for row in out], n
 
     def _start(self, prompt, session: Session | None, image_first: bool | None) -> tuple[Session, str]:
         text, image = split_prompt(prompt)
@@ -164,7 +174,7 @@ class TransformersChat:
     def _response(self, new_ids: list[int], input_len: int, max_new: int) -> Response:
         stopped = self.end_id in new_ids
         ids = new_ids[: new_ids.index(self.end_id)] if stopped else new_ids
-        text = self.processor.tokenizer.decode(ids, skip_special_tokens=True).strip()
+        text = self.tokenizer.decode(ids, skip_special_tokens=True).strip()
         return Response(
             text, input_len, len(new_ids), "stop" if stopped or len(new_ids) < max_new else "length"
         )
@@ -174,7 +184,7 @@ class TransformersChat:
             torch.manual_seed(gen.seed)
         with torch.no_grad():
             return self.model.generate(**inputs, **gen.generate_kwargs(), eos_token_id=self.end_id,
-                                       pad_token_id=self.processor.tokenizer.pad_token_id, **extra)  # fmt: skip
+                                       pad_token_id=self.tokenizer.pad_token_id, **extra)  # fmt: skip
 
     def chat(
         self, prompt, session: Session | None = None, gen_config: GenConfig | None = None, *, image_first=None
@@ -185,9 +195,8 @@ class TransformersChat:
         gen = gen_config or GenConfig()
         session, text = self._start(prompt, session, image_first)
         inputs = self._inputs([session], [text])
-        out = self._generate(inputs, gen)
-        n = inputs["input_ids"].shape[1]
-        session.response = self._response(out[0, n:].tolist(), n, gen.max_new_tokens)
+        (new, *_), n = self._split(self._generate(inputs, gen), inputs)
+        session.response = self._response(new, n, gen.max_new_tokens)
         session.history.append((text, session.response.text))
         return session
 
@@ -198,9 +207,8 @@ class TransformersChat:
         gen = gen_config or GenConfig()
         started = [self._start(p, None, image_first) for p in prompts]
         inputs = self._inputs([s for s, _ in started], [t for _, t in started])
-        out = self._generate(inputs, gen)
-        n = inputs["input_ids"].shape[1]
-        return [self._response(row[n:].tolist(), n, gen.max_new_tokens) for row in out]
+        rows, n = self._split(self._generate(inputs, gen), inputs)
+        return [self._response(row, n, gen.max_new_tokens) for row in rows]
 
     def stream(
         self, prompt, session: Session | None = None, gen_config: GenConfig | None = None, *, image_first=None
@@ -211,15 +219,15 @@ class TransformersChat:
         gen = gen_config or GenConfig()
         session, text = self._start(prompt, session, image_first)
         inputs = self._inputs([session], [text])
-        streamer = TextIteratorStreamer(self.processor.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         result: dict = {}
         worker = threading.Thread(target=lambda: result.update(out=self._generate(inputs, gen, streamer=streamer)),
                                   daemon=True)  # fmt: skip
         worker.start()
         yield from streamer
         worker.join()
-        n = inputs["input_ids"].shape[1]
-        session.response = self._response(result["out"][0, n:].tolist(), n, gen.max_new_tokens)
+        (new, *_), n = self._split(result["out"], inputs)
+        session.response = self._response(new, n, gen.max_new_tokens)
         session.history.append((text, session.response.text))
         self.last_session = session
 
@@ -317,12 +325,17 @@ class LMDeployChat:
             yield check_response(out).text
 
 
-BACKENDS = ("mini", "lmdeploy")
+BACKENDS = ("mini", "transformers", "lmdeploy")
 
 
 def make_engine(backend: str, model=None):
     """A chat engine: "mini" (the mini InternVL on CPU, or a mini model saved in folder ``model``, e.g. notebook 08's
-    fine-tuned one) or "lmdeploy" (InternVL2-2B, or the model folder ``model``, on a GPU)."""
+    fine-tuned one), "transformers" (the real InternVL in ``model`` or ``paths.model_dir()`` through transformers,
+    CPU or GPU: ``realmodel.load``) or "lmdeploy" (InternVL2-2B, or the model folder ``model``, on a GPU)."""
+    if backend == "transformers":
+        from .realmodel import load as load_real
+
+        return load_real(model)
     if backend == "mini":
         from .mini import load, load_mini_internvl
 
@@ -334,6 +347,19 @@ def make_engine(backend: str, model=None):
     raise ValueError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
 
 
+def _prepare_with_cache(prepare):
+    """transformers >= 5.24 hands the cache to ``prepare_inputs_for_generation`` as ``cache=``; the remote code reads
+    ``past_key_values=``. Without this it never sees its cache and re-reads the whole prompt at every step."""
+
+    @functools.wraps(prepare)  # generate checks its arguments against this signature: keep the remote one
+    def prepare_inputs_for_generation(self, input_ids, *args, cache=None, **kwargs):
+        if cache is not None and kwargs.get("past_key_values") is None:
+            kwargs["past_key_values"] = cache
+        return prepare(self, input_ids, *args, **kwargs)
+
+    return prepare_inputs_for_generation
+
+
 def enable_generate(model):
     """Give a remote-code model's language model ``generate`` back (transformers >= 4.50); returns ``model``.
 
@@ -342,7 +368,10 @@ def enable_generate(model):
     since transformers 4.50 ``PreTrainedModel`` no longer does either: "no attribute 'generate'"
     (OpenGVLab/InternVL issue 1068). This switches the language model to a subclass that adds ``GenerationMixin``
     after its own bases (what transformers' auto classes do for the top-level class of remote code) and gives it a
-    ``generation_config`` built from its config. Idempotent. Used by notebook 07's transformers baseline.
+    ``generation_config`` built from its config, and hands the remote code its tuple KV cache under the name it reads:
+    transformers 5.24 passes it to ``prepare_inputs_for_generation`` as ``cache=``, the remote code reads
+    ``past_key_values=``, and without the repair it sees no cache, hands the model the prompt's embeddings again
+    instead of the new token, and answers the same word over and over. Idempotent. Used by notebook 07 and ``course_utils.realmodel``.
     """
     from transformers import GenerationConfig, GenerationMixin
 
@@ -351,7 +380,8 @@ def enable_generate(model):
     if not isinstance(lm, GenerationMixin):
         # the remote code reads and returns legacy tuple caches (``past_key_values[0][0].shape``), so generate
         # must not hand it a ``DynamicCache``: what it does for models that declare no default cache support
-        legacy = {"_supports_default_dynamic_cache": classmethod(lambda _: False)}
+        legacy = {"_supports_default_dynamic_cache": classmethod(lambda _: False),
+                  "prepare_inputs_for_generation": _prepare_with_cache(cls.prepare_inputs_for_generation)}  # fmt: skip
         lm.__class__ = type(cls.__name__, (cls, GenerationMixin), {"__module__": cls.__module__, **legacy})
     if getattr(lm, "generation_config", None) is None:
         lm.generation_config = GenerationConfig.from_model_config(lm.config)

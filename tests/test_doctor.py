@@ -46,7 +46,7 @@ def test_missing_assets_are_warnings_not_failures(clean_env, monkeypatch):
     monkeypatch.setattr(doctor.env, "cuda_info", lambda: None)
     checks = doctor.run_checks()
     labels = {c.label: c.status for c in checks}
-    assert labels["InternVL2-2B"] == "WARN" and labels["FoodieQA"] == "WARN" and labels["GPU"] == "WARN"
+    assert labels["model weights"] == "WARN" and labels["FoodieQA"] == "WARN" and labels["GPU"] == "WARN"
     assert doctor.report(checks, out=lambda _: None) == 0
 
 
@@ -165,3 +165,48 @@ def test_labs_run_asks_the_model_through_the_evaluate_command(clean_env, no_cond
     monkeypatch.setenv("MLLM_COURSE_LMDEPLOY_ENV", str(tmp_path / "lmd"))
     (check,) = [c for c in doctor.run_labs(gpu=True) if c.label == "LMDeploy lab"]
     assert check.status == "OK" and "InternVL2-2B answered '图中的菜是什么？'" in check.detail, check
+
+
+def test_doctor_names_each_labs_track_and_why(clean_env, monkeypatch, tmp_path):
+    """The four machines of the labs: no weights; weights, no GPU; weights and a GPU without LMDeploy; full."""
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "rehearsal"))
+    import laptop
+
+    def verdict(weights: bool, gpu: bool, lmdeploy: bool) -> list[str]:
+        folder = laptop.write_native(tmp_path / "InternVL-tiny-hf") if weights else tmp_path / "none"
+        monkeypatch.setenv("MLLM_COURSE_MODEL_DIR", str(folder))
+        monkeypatch.setattr(doctor.env, "cuda_info", lambda: ("stand-in GPU", 40.0) if gpu else None)
+        monkeypatch.setattr(doctor.env, "lmdeploy_problem", lambda nb="": None if lmdeploy else "no LMDeploy")
+        lines = []
+        doctor.report(
+            [doctor.Check(doctor.OK, "Python"), doctor.check_model(available=10**12)], out=lines.append
+        )
+        return lines
+
+    lines = verdict(False, False, False)
+    assert "model weights: not found" in lines[1] and "08 runs on the MINI track" in "\n".join(lines)
+    lines = verdict(True, False, False)
+    assert "native format" in lines[1] and "bfloat16" in lines[1]
+    assert "07 runs on the TRANSFORMERS track (auto: no CUDA GPU" in "\n".join(lines)
+    assert "MINI for 01-06" in lines[-1]
+    lines = verdict(True, True, False)
+    assert "09 runs on the TRANSFORMERS track (auto: no LMDeploy" in "\n".join(lines)
+    monkeypatch.setenv("MLLM_COURSE_FOODIEQA_DIR", str(tmp_path / "none"))
+    lines = verdict(True, True, True)
+    assert "07 runs on the FULL track" in "\n".join(
+        lines
+    ) and "08 runs on the TRANSFORMERS track" in "\n".join(lines)
+
+
+def test_model_that_does_not_fit_is_a_warning_with_the_numbers(clean_env, monkeypatch, tmp_path):
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "rehearsal"))
+    import laptop
+
+    folder = laptop.write_native(tmp_path / "InternVL-tiny-hf")
+    monkeypatch.setattr(doctor.env, "cuda_info", lambda: None)
+    check = doctor.check_model(folder, available=10**6)
+    assert check.status == doctor.WARN and "GB" in check.detail and "InternVL2-1B" in check.fix

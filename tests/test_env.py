@@ -25,21 +25,52 @@ def assets(clean_env, monkeypatch):
     return make
 
 
-def fake_gpu(monkeypatch, present: bool):
+def fake_gpu(monkeypatch, present: bool, lmdeploy: bool = True):
     monkeypatch.setattr(env, "cuda_info", lambda: ("NVIDIA A100-SXM4-80GB", 40.0) if present else None)
+    monkeypatch.setattr(
+        env, "lmdeploy_problem", lambda nb="": None if lmdeploy else "no LMDeploy in this kernel"
+    )
 
 
-def test_auto_without_cuda_is_mini(clean_env, monkeypatch, assets):
+def test_auto_without_cuda_runs_the_weights_through_transformers(clean_env, monkeypatch, assets):
+    """Weights on a laptop: the labs run the real model through transformers; 01-06 stay on the mini models."""
     assets()
     fake_gpu(monkeypatch, False)
+    for lab in ("07", "08", "09"):
+        track, reason = env.choose_track(lab)
+        assert track == "transformers" and "no CUDA GPU" in reason and "transformers" in reason, (lab, reason)
+    assert env.choose_track("03")[0] == "mini"
+
+
+def test_auto_without_weights_is_mini(clean_env, monkeypatch):
+    fake_gpu(monkeypatch, False)
     track, reason = env.choose_track("07")
-    assert track == "mini" and "no CUDA GPU" in reason
+    assert track == "mini" and "model not found" in reason
 
 
 def test_auto_with_cuda_and_assets_is_full(clean_env, monkeypatch, assets):
     assets()
     fake_gpu(monkeypatch, True)
     assert env.choose_track("07")[0] == "full"
+
+
+def test_gpu_without_lmdeploy_runs_transformers_on_cuda(clean_env, monkeypatch, assets):
+    assets()
+    fake_gpu(monkeypatch, True, lmdeploy=False)
+    track, reason = env.choose_track("07")
+    assert track == "transformers" and "LMDeploy" in reason
+    assert env.init("07", quiet=True).device == "cuda"
+
+
+def test_course_track_transformers_forces_it_and_falls_back_without_weights(clean_env, monkeypatch, assets):
+    fake_gpu(monkeypatch, True)
+    monkeypatch.setenv("COURSE_TRACK", "transformers")
+    track, reason = env.choose_track("07")
+    assert track == "mini" and "falling back" in reason
+    assets()
+    assert env.choose_track("07")[0] == "transformers"
+    e = env.init("08", quiet=True)
+    assert e.transformers and e.real and not e.full and e.pick(mini=1, full=2, smoke=3) == 2
 
 
 def test_auto_with_cuda_but_no_model_is_mini(clean_env, monkeypatch):
@@ -53,7 +84,7 @@ def test_notebook_08_also_needs_foodieqa(clean_env, monkeypatch, assets):
     fake_gpu(monkeypatch, True)
     assert env.choose_track("07")[0] == "full"
     track, reason = env.choose_track("08")
-    assert track == "mini" and "foodieqa" in reason.lower() and "MLLM_COURSE_FOODIEQA_DIR" in reason
+    assert track == "transformers" and "foodieqa" in reason.lower() and "MLLM_COURSE_FOODIEQA_DIR" in reason
 
 
 def test_course_track_mini_forces_mini(clean_env, monkeypatch, assets):
@@ -68,12 +99,14 @@ def test_course_track_full_without_gpu_falls_back_and_says_why(clean_env, monkey
     fake_gpu(monkeypatch, False)
     monkeypatch.setenv("COURSE_TRACK", "full")
     track, reason = env.choose_track("07")
+    assert track == "transformers" and "no CUDA GPU" in reason
+    track, reason = env.choose_track("03")
     assert track == "mini" and "requested" in reason and "falling back" in reason
 
 
 def test_bad_course_track_is_a_clear_error(clean_env, monkeypatch):
     monkeypatch.setenv("COURSE_TRACK", "gpu")
-    with pytest.raises(ValueError, match="auto, mini, full"):
+    with pytest.raises(ValueError, match="auto, mini, transformers, full"):
         env.choose_track("01")
 
 

@@ -138,4 +138,4 @@ def test_08_needs_the_raw_sivqa_file(tmp_path, monkeypatch):
     monkeypatch.setenv("COURSE_TRACK", "full")
     monkeypatch.setattr(course_env, "cuda_info", lambda: ("stand-in GPU", 40.0))
     track, reason = course_env.choose_track("08")
-    assert track == "mini" and "sivqa_tidy.json" in reason, reason
+    assert track == "transformers" and "sivqa_tidy.json" in reason, reason

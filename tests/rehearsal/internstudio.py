@@ -37,7 +37,7 @@ def write_model(folder: Path) -> Path:
     from course_utils.mini.tokenizer import build_tokenizer
 
     folder.mkdir(parents=True, exist_ok=True)
-    for name in ("configuration_internvl_chat.py", "modeling_internvl_chat.py"):
+    for name in ("configuration_internvl_chat.py", "modeling_internvl_chat.py", "conversation.py"):
         shutil.copy(REMOTE / name, folder / name)
     tokenizer = build_tokenizer()
     package = f"internvl2_standin_{os.getpid()}"

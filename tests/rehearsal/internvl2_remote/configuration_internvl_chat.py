@@ -1,7 +1,6 @@
-"""Stand-in for InternVL2-2B's remote ``configuration_internvl_chat.py`` in the CPU rehearsal of the full track.
-
-Written for the course (not InternVL's code): it keeps the interface the labs touch (``InternVLChatConfig`` with
-``vision_config``, ``llm_config``, ``template``, the tiling settings) at a size that runs in a second on a CPU.
+"""Stand-in for InternVL2's remote ``configuration_internvl_chat.py`` in the CPU rehearsal and the laptop track's
+tests (course-written, not InternVL's code): ``InternVLChatConfig`` with ``vision_config``, ``llm_config``,
+``template`` and the tiling settings, at a size that runs in a second on a CPU.
 """
 
 from transformers import PretrainedConfig
@@ -10,10 +9,27 @@ from transformers import PretrainedConfig
 class InternLM2Config(PretrainedConfig):
     model_type = "internlm2"
 
-    def __init__(self, vocab_size=512, hidden_size=32, num_hidden_layers=1, **kwargs):
+    def __init__(
+        self,
+        vocab_size=512,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        rms_norm_eps=1e-6,
+        rope_theta=10000.0,
+        **kwargs,
+    ):
         self.vocab_size = vocab_size
         self.hidden_size = hidden_size
+        self.intermediate_size = intermediate_size
         self.num_hidden_layers = num_hidden_layers
+        self.num_attention_heads = num_attention_heads
+        self.num_key_value_heads = num_key_value_heads
+        self.rms_norm_eps = rms_norm_eps
+        self.rope_theta = rope_theta
+        kwargs.setdefault("architectures", ["InternLM2ForCausalLM"])
         super().__init__(**kwargs)
 
 
@@ -36,7 +52,10 @@ class InternVLChatConfig(PretrainedConfig):
         **kwargs,
     ):
         self.vision_config = dict(vision_config or {"image_size": 448, "patch_size": 14, "hidden_size": 16})
-        self.llm_config = InternLM2Config(**(llm_config or {}))
+        llm_config = (
+            llm_config.to_dict() if isinstance(llm_config, PretrainedConfig) else dict(llm_config or {})
+        )
+        self.llm_config = InternLM2Config(**llm_config)
         self.template = template
         self.force_image_size = force_image_size
         self.downsample_ratio = downsample_ratio

@@ -1,50 +1,140 @@
-"""Stand-in for InternVL2-2B's remote ``modeling_internvl_chat.py`` in the CPU rehearsal of the full track.
+"""Stand-in for InternVL2's remote ``modeling_internvl_chat.py`` in the CPU rehearsal and the laptop track's tests.
 
-Written for the course (not InternVL's code). It keeps what notebook 07's transformers baseline relies on:
-``InternVLChatModel.chat(tokenizer, pixel_values, question, generation_config)`` builds the prompt with
-``<img>`` + 256 ``<IMG_CONTEXT>`` per 448-px tile + ``</img>``, replaces those embeddings with vision features and
-calls ``self.language_model.generate(inputs_embeds=...)``; and, like the released remote code, its
-``InternLM2ForCausalLM`` is a ``PreTrainedModel`` that defines ``prepare_inputs_for_generation`` but does not inherit
-``GenerationMixin``: since transformers 4.50 it therefore has no ``generate`` (OpenGVLab/InternVL issue 1068).
-The "LLM" is a bigram table (the next token depends on the last one only), which is all a rehearsal needs.
+Written for the course (not InternVL's code). It keeps the interface the labs rely on, at a size a CPU runs in a
+second:
+
+* ``InternVLChatModel.chat(tokenizer, pixel_values, question, generation_config, history, return_history)`` builds
+  the prompt with ``get_conv_template(self.template)`` and ``<img>`` + 256 ``<IMG_CONTEXT>`` per 448-px tile +
+  ``</img>``, and ``generate(pixel_values, input_ids, attention_mask, **kw)`` puts the vision features in place of
+  ``<IMG_CONTEXT>`` and calls ``self.language_model.generate(inputs_embeds=...)``;
+* ``forward(pixel_values, input_ids, attention_mask, image_flags=...)`` returns the logits (scoring choices);
+* ``InternLM2ForCausalLM`` keeps InternLM2's module names (``model.tok_embeddings``, ``attention.wqkv``/``wo``,
+  ``feed_forward.w1``/``w2``/``w3``, ``output``), grouped-query attention, and a KV cache as a tuple of per-layer
+  ``(key, value)`` tensors of shape (batch, kv_heads, tokens, head_dim). Like the released code it is a
+  ``PreTrainedModel`` that defines ``prepare_inputs_for_generation`` but does not inherit ``GenerationMixin``: since
+  transformers 4.50 it therefore has no ``generate`` (OpenGVLab/InternVL issue 1068).
 """
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
-from transformers.modeling_outputs import CausalLMOutputWithPast
+from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 
 from .configuration_internvl_chat import InternLM2Config, InternVLChatConfig
+from .conversation import get_conv_template
 
-SYSTEM = "你是由上海人工智能实验室联合商汤科技开发的书生多模态大模型，英文名叫InternVL, 是一个有用无害的人工智能助手。"
+IMG_START, IMG_END, IMG_CONTEXT = "<img>", "</img>", "<IMG_CONTEXT>"
+
+
+def rotate(x, positions, theta):
+    half = x.shape[-1] // 2
+    freqs = positions[:, None].float() / theta ** (torch.arange(half, dtype=torch.float32) / half)
+    cos, sin = freqs.cos().to(x.dtype), freqs.sin().to(x.dtype)
+    a, b = x[..., :half], x[..., half:]
+    return torch.cat([a * cos - b * sin, a * sin + b * cos], dim=-1)
+
+
+class InternLM2Layer(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.heads, self.kv_heads = c.num_attention_heads, c.num_key_value_heads
+        self.head_dim, self.theta = c.hidden_size // c.num_attention_heads, c.rope_theta
+        self.attention = nn.Module()
+        self.attention.wqkv = nn.Linear(
+            c.hidden_size, (self.heads + 2 * self.kv_heads) * self.head_dim, bias=False
+        )
+        self.attention.wo = nn.Linear(self.heads * self.head_dim, c.hidden_size, bias=False)
+        self.feed_forward = nn.Module()
+        self.feed_forward.w1 = nn.Linear(c.hidden_size, c.intermediate_size, bias=False)
+        self.feed_forward.w3 = nn.Linear(c.hidden_size, c.intermediate_size, bias=False)
+        self.feed_forward.w2 = nn.Linear(c.intermediate_size, c.hidden_size, bias=False)
+        self.attention_norm = nn.RMSNorm(c.hidden_size, eps=c.rms_norm_eps)
+        self.ffn_norm = nn.RMSNorm(c.hidden_size, eps=c.rms_norm_eps)
+
+    def forward(self, x, positions, past):
+        b, n, _ = x.shape
+        qkv = self.attention.wqkv(self.attention_norm(x)).view(b, n, -1, self.head_dim).transpose(1, 2)
+        q, k, v = qkv.split([self.heads, self.kv_heads, self.kv_heads], dim=1)
+        q, k = rotate(q, positions, self.theta), rotate(k, positions, self.theta)
+        if past is not None:
+            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
+        start = k.shape[2] - n
+        mask = torch.arange(k.shape[2])[None, :] <= (start + torch.arange(n))[:, None]
+        groups = self.heads // self.kv_heads
+        out = F.scaled_dot_product_attention(
+            q, k.repeat_interleave(groups, 1), v.repeat_interleave(groups, 1), mask
+        )
+        x = x + self.attention.wo(out.transpose(1, 2).reshape(b, n, -1))
+        f = self.feed_forward
+        return x + f.w2(F.silu(f.w1(self.ffn_norm(x))) * f.w3(self.ffn_norm(x))), (k, v)
+
+
+class InternLM2Model(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.tok_embeddings = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.layers = nn.ModuleList(InternLM2Layer(config) for _ in range(config.num_hidden_layers))
+        self.norm = nn.RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+
+    def forward(self, input_ids=None, past_key_values=None, inputs_embeds=None, use_cache=None, **kwargs):
+        x = self.tok_embeddings(input_ids) if inputs_embeds is None else inputs_embeds
+        start = past_key_values[0][0].shape[2] if past_key_values else 0
+        positions = torch.arange(start, start + x.shape[1])
+        cache = []
+        for i, layer in enumerate(self.layers):
+            x, kv = layer(x, positions, past_key_values[i] if past_key_values else None)
+            cache.append(kv)
+        return BaseModelOutputWithPast(
+            last_hidden_state=self.norm(x), past_key_values=tuple(cache) if use_cache else None
+        )
 
 
 class InternLM2ForCausalLM(PreTrainedModel):
     config_class = InternLM2Config
+    base_model_prefix = "model"
 
     def __init__(self, config):
         super().__init__(config)
-        self.tok_embeddings = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.model = InternLM2Model(config)
         self.output = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.post_init()
 
     def get_input_embeddings(self):
-        return self.tok_embeddings
+        return self.model.tok_embeddings
 
-    def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, **kwargs):
-        if inputs_embeds is None:
-            inputs_embeds = self.tok_embeddings(input_ids)
-        return CausalLMOutputWithPast(logits=self.output(inputs_embeds).float())
+    def get_output_embeddings(self):
+        return self.output
 
-    def prepare_inputs_for_generation(self, input_ids, inputs_embeds=None, **kwargs):
-        if inputs_embeds is not None and (input_ids is None or input_ids.shape[1] == 0):
-            return {"inputs_embeds": inputs_embeds}
-        return {"input_ids": input_ids[:, -1:]}
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        position_ids=None,
+        past_key_values=None,
+        inputs_embeds=None,
+        use_cache=None,
+        **kwargs,
+    ):
+        out = self.model(input_ids, past_key_values, inputs_embeds, use_cache)
+        logits = self.output(out.last_hidden_state).float()
+        return CausalLMOutputWithPast(logits=logits, past_key_values=out.past_key_values)
+
+    def prepare_inputs_for_generation(
+        self, input_ids, past_key_values=None, attention_mask=None, inputs_embeds=None, **kwargs
+    ):
+        if past_key_values:
+            past = past_key_values[0][0].shape[2]
+            input_ids = input_ids[:, past:] if input_ids.shape[1] > past else input_ids[:, -1:]
+            return {"input_ids": input_ids, "past_key_values": past_key_values, "use_cache": True}
+        if inputs_embeds is not None:
+            return {"inputs_embeds": inputs_embeds, "use_cache": True}
+        return {"input_ids": input_ids, "use_cache": True}
 
 
 class InternVLChatModel(PreTrainedModel):
     config_class = InternVLChatConfig
-    _no_split_modules = ["InternLM2ForCausalLM"]
+    _no_split_modules = ["InternLM2Layer"]
 
     def __init__(self, config):
         super().__init__(config)
@@ -54,46 +144,75 @@ class InternVLChatModel(PreTrainedModel):
         )  # 14 px patches, pixel shuffle 0.5 → 28 px
         self.num_image_token = (config.force_image_size // stride) ** 2  # 256 for a 448-px tile
         self.vision_model = nn.Conv2d(3, vision["hidden_size"], kernel_size=stride, stride=stride)
-        self.mlp1 = nn.Linear(vision["hidden_size"], hidden)
+        self.mlp1 = nn.Sequential(
+            nn.LayerNorm(vision["hidden_size"]), nn.Linear(vision["hidden_size"], hidden)
+        )
         self.language_model = InternLM2ForCausalLM(config.llm_config)
         self.template = config.template
+        self.system_message = get_conv_template(self.template).system_message
+        self.img_context_token_id = None
         self.post_init()
 
     def extract_feature(self, pixel_values):
         return self.mlp1(self.vision_model(pixel_values).flatten(2).transpose(1, 2))
 
-    def chat(self, tokenizer, pixel_values, question, generation_config, history=None, return_history=False):
-        if pixel_values is not None and "<image>" not in question:
-            question = "<image>\n" + question
-        turns = "".join(
-            f"<|im_start|>user\n{q}<|im_end|><|im_start|>assistant\n{a}<|im_end|>" for q, a in history or []
-        )
-        query = f"<|im_start|>system\n{SYSTEM}<|im_end|>{turns}<|im_start|>user\n{question}<|im_end|><|im_start|>assistant\n"
+    def _embeds(self, pixel_values, input_ids):
+        embeds = self.language_model.get_input_embeddings()(input_ids)
         if pixel_values is not None:
-            tiles = pixel_values.shape[0]
-            query = query.replace(
-                "<image>", "<img>" + "<IMG_CONTEXT>" * self.num_image_token * tiles + "</img>", 1
+            features = self.extract_feature(pixel_values.to(self.mlp1[1].weight.dtype)).reshape(
+                -1, embeds.shape[-1]
             )
+            picks = input_ids == self.img_context_token_id
+            embeds[picks] = features[: int(picks.sum())].to(embeds.dtype)
+        return embeds
+
+    def forward(
+        self,
+        pixel_values,
+        input_ids=None,
+        attention_mask=None,
+        position_ids=None,
+        image_flags=None,
+        past_key_values=None,
+        labels=None,
+        use_cache=None,
+        **kwargs,
+    ):
+        if image_flags is not None:
+            pixel_values = pixel_values[image_flags.squeeze(-1) == 1]
+        embeds = self._embeds(pixel_values, input_ids)
+        return self.language_model(inputs_embeds=embeds, attention_mask=attention_mask, use_cache=use_cache)
+
+    def chat(self, tokenizer, pixel_values, question, generation_config, history=None, return_history=False):
+        if history is None and pixel_values is not None and "<image>" not in question:
+            question = "<image>\n" + question
+        self.img_context_token_id = tokenizer.convert_tokens_to_ids(IMG_CONTEXT)
+        template = get_conv_template(self.template)
+        template.system_message = self.system_message
+        eos_token_id = tokenizer.convert_tokens_to_ids(template.sep.strip())
+        for old_question, old_answer in history or []:
+            template.append_message(template.roles[0], old_question)
+            template.append_message(template.roles[1], old_answer)
+        template.append_message(template.roles[0], question)
+        template.append_message(template.roles[1], None)
+        query = template.get_prompt()
+        if pixel_values is not None:
+            tokens = IMG_START + IMG_CONTEXT * self.num_image_token * pixel_values.shape[0] + IMG_END
+            query = query.replace("<image>", tokens, 1)
         inputs = tokenizer(query, return_tensors="pt")
-        self.img_context_token_id = tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>")
-        generation_config = dict(
-            generation_config, eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>")
-        )
+        generation_config["eos_token_id"] = eos_token_id
         output = self.generate(
             pixel_values, inputs["input_ids"], inputs["attention_mask"], **generation_config
         )
-        response = tokenizer.batch_decode(output, skip_special_tokens=True)[0].split("<|im_end|>")[0].strip()
-        return (response, [*(history or []), (question, response)]) if return_history else response
+        response = (
+            tokenizer.batch_decode(output, skip_special_tokens=True)[0].split(template.sep.strip())[0].strip()
+        )
+        history = [*(history or []), (question, response)]
+        return (response, history) if return_history else response
 
     @torch.no_grad()
     def generate(self, pixel_values=None, input_ids=None, attention_mask=None, **generate_kwargs):
-        embeds = self.language_model.get_input_embeddings()(input_ids)
-        if pixel_values is not None:
-            features = self.extract_feature(pixel_values.to(self.mlp1.weight.dtype)).reshape(
-                -1, embeds.shape[-1]
-            )
-            picks = input_ids[0] == self.img_context_token_id
-            embeds[0, picks] = features[: int(picks.sum())].to(embeds.dtype)
+        embeds = self._embeds(pixel_values, input_ids)
         return self.language_model.generate(
             inputs_embeds=embeds, attention_mask=attention_mask, **generate_kwargs
         )

@@ -1,0 +1,76 @@
+"""Tiny random-weight InternVL checkpoints in both formats, for the ``transformers`` track's tests (no weights, no hub).
+
+* ``write_native(folder)``: transformers' own ``InternVLConfig`` / ``InternVLForConditionalGeneration`` (so the
+  architecture code is the library's), saved in bfloat16 like the released ``-hf`` folders, with the processor files
+  laid out as those folders have them (``preprocessor_config.json`` naming ``GotOcr2ImageProcessorFast``, which needs
+  torchvision, and ``processor_config.json`` naming ``InternVLProcessor``).
+* ``write_remote(folder)``: InternVL2's original format: ``config.json`` with ``auto_map`` into the folder's own
+  ``modeling_internvl_chat.py``, which is the course's stand-in (``internvl2_remote/``; InternVL's real remote code is
+  never committed), loaded with ``trust_remote_code=True``.
+
+Both keep the real tile (448 px, patch 14, pixel shuffle 0.5: 256 tokens per tile) and shrink everything else.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import internstudio
+
+
+def write_remote(folder: Path) -> Path:
+    """InternVL2's original layout with the stand-in remote code (``internstudio.write_model``)."""
+    return internstudio.write_model(Path(folder))
+
+
+def write_native(folder: Path, seed: int = 0) -> Path:
+    """A native InternVL folder shaped like a released ``-hf`` one, random weights, bfloat16."""
+    import torch
+    from transformers import (
+        InternVLConfig,
+        InternVLForConditionalGeneration,
+        InternVLVisionConfig,
+        Qwen2Config,
+    )
+
+    from course_utils import mini
+    from course_utils.mini.tokenizer import IMG_CONTEXT
+
+    folder = Path(folder)
+    tokenizer = mini.build_tokenizer()
+    vision = InternVLVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                                  image_size=[448, 448], patch_size=[14, 14], use_mean_pooling=False)  # fmt: skip
+    text = Qwen2Config(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=8192,
+                       tie_word_embeddings=False, eos_token_id=tokenizer.eos_token_id,
+                       pad_token_id=tokenizer.pad_token_id, architectures=["Qwen2ForCausalLM"])  # fmt: skip
+    config = InternVLConfig(vision_config=vision, text_config=text, image_seq_length=256, downsample_ratio=0.5,
+                            image_token_id=tokenizer.convert_tokens_to_ids(IMG_CONTEXT),
+                            vision_feature_layer=-1, vision_feature_select_strategy="default")  # fmt: skip
+    config.architectures = ["InternVLForConditionalGeneration"]
+    torch.manual_seed(seed)
+    model = InternVLForConditionalGeneration(config).to(torch.bfloat16)
+    model.save_pretrained(folder)
+    tokenizer.chat_template = mini.chat_template(IMG_CONTEXT)
+    tokenizer.save_pretrained(folder)
+    (folder / "chat_template.jinja").write_text(tokenizer.chat_template, encoding="utf-8")
+    (folder / "preprocessor_config.json").write_text(json.dumps({
+        "image_processor_type": "GotOcr2ImageProcessorFast", "processor_class": "InternVLProcessor",
+        "crop_to_patches": False, "min_patches": 1, "max_patches": 12, "size": {"height": 448, "width": 448},
+        "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225], "do_convert_rgb": True,
+        "do_normalize": True, "do_rescale": True, "do_resize": True, "rescale_factor": 1 / 255, "resample": 3,
+    }, indent=2), encoding="utf-8")  # fmt: skip
+    (folder / "processor_config.json").write_text(
+        json.dumps({"image_seq_length": 256, "processor_class": "InternVLProcessor"}), encoding="utf-8"
+    )
+    return folder
+
+
+def build(root: Path) -> dict[str, Path]:
+    """Both formats under ``root``: ``{"native": folder, "remote": folder}``."""
+    root = Path(root)
+    return {
+        "native": write_native(root / "InternVL-tiny-hf"),
+        "remote": write_remote(root / "InternVL2-tiny"),
+    }
