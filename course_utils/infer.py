@@ -26,13 +26,14 @@ Introduced in notebook 07.
 
 from __future__ import annotations
 
-import functools
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
 from PIL import Image
+
+from .remote_code import enable_generate  # noqa: F401  (notebook 07 calls it as infer.enable_generate)
 
 # lmdeploy 0.18's GenerationConfig.__post_init__ asserts these ranges (messages.py); GenConfig refuses the same.
 LIMITS = {"temperature": (0.0, 2.0), "top_p": (0.0, 1.0), "top_k": (0, None), "min_p": (0.0, 1.0)}
@@ -345,44 +346,3 @@ def make_engine(backend: str, model=None):
 
         return LMDeployChat(model or paths.model_dir())
     raise ValueError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
-
-
-def _prepare_with_cache(prepare):
-    """transformers >= 5.24 hands the cache to ``prepare_inputs_for_generation`` as ``cache=``; the remote code reads
-    ``past_key_values=``. Without this it never sees its cache and re-reads the whole prompt at every step."""
-
-    @functools.wraps(prepare)  # generate checks its arguments against this signature: keep the remote one
-    def prepare_inputs_for_generation(self, input_ids, *args, cache=None, **kwargs):
-        if cache is not None and kwargs.get("past_key_values") is None:
-            kwargs["past_key_values"] = cache
-        return prepare(self, input_ids, *args, **kwargs)
-
-    return prepare_inputs_for_generation
-
-
-def enable_generate(model):
-    """Give a remote-code model's language model ``generate`` back (transformers >= 4.50); returns ``model``.
-
-    InternVL2's remote ``chat`` calls ``self.language_model.generate``. Its ``InternLM2ForCausalLM`` is a
-    ``PreTrainedModel`` that defines ``prepare_inputs_for_generation`` but does not inherit ``GenerationMixin``, and
-    since transformers 4.50 ``PreTrainedModel`` no longer does either: "no attribute 'generate'"
-    (OpenGVLab/InternVL issue 1068). This switches the language model to a subclass that adds ``GenerationMixin``
-    after its own bases (what transformers' auto classes do for the top-level class of remote code) and gives it a
-    ``generation_config`` built from its config, and hands the remote code its tuple KV cache under the name it reads:
-    transformers 5.24 passes it to ``prepare_inputs_for_generation`` as ``cache=``, the remote code reads
-    ``past_key_values=``, and without the repair it sees no cache, hands the model the prompt's embeddings again
-    instead of the new token, and answers the same word over and over. Idempotent. Used by notebook 07 and ``course_utils.realmodel``.
-    """
-    from transformers import GenerationConfig, GenerationMixin
-
-    lm = getattr(model, "language_model", model)
-    cls = type(lm)
-    if not isinstance(lm, GenerationMixin):
-        # the remote code reads and returns legacy tuple caches (``past_key_values[0][0].shape``), so generate
-        # must not hand it a ``DynamicCache``: what it does for models that declare no default cache support
-        legacy = {"_supports_default_dynamic_cache": classmethod(lambda _: False),
-                  "prepare_inputs_for_generation": _prepare_with_cache(cls.prepare_inputs_for_generation)}  # fmt: skip
-        lm.__class__ = type(cls.__name__, (cls, GenerationMixin), {"__module__": cls.__module__, **legacy})
-    if getattr(lm, "generation_config", None) is None:
-        lm.generation_config = GenerationConfig.from_model_config(lm.config)
-    return model

@@ -7,11 +7,11 @@
 
 Two checkpoint formats (``course_utils.checkpoint``), one interface:
 
-* ``RemoteChat``: InternVL2's original folders, loaded with ``trust_remote_code=True``. The image becomes tiles with
+* ``RemoteChat``: InternVL2's original folders, loaded with ``trust_remote_code=True`` and the repairs their 2024
+  code needs under transformers 5 (``course_utils.remote_code``). The image becomes tiles with
   the course's ``internvl.dynamic_preprocess`` (notebook 06) and ImageNet normalisation, as InternVL's ``load_image``
   does; the prompt is the one the model's own ``chat()`` builds (its ``get_conv_template(model.template)``, system
   message, ``<img>`` + ``<IMG_CONTEXT>`` × 256 per tile + ``</img>``); answers come from the model's ``generate``.
-  ``infer.enable_generate`` repairs its language model for transformers >= 4.50 first.
 * ``NativeChat``: transformers' ``InternVLForConditionalGeneration`` with its processor's chat template: no remote
   code. Its processor is built without the video part (which needs torchvision) and tiles dynamically like 06.
 
@@ -35,8 +35,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import checkpoint, internvl, paths
-from .infer import Session, TransformersChat, enable_generate
+from . import checkpoint, internvl, paths, remote_code
+from .infer import Session, TransformersChat
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 CPU_TILES = 6  # 6 tiles + thumbnail = 1,792 image tokens on a CPU; a GPU takes InternVL's 12 (3,328 tokens)
@@ -115,7 +115,7 @@ class RemoteChat(_Scoring, TransformersChat):
         self.model, self.tokenizer, self.checkpoint = model.eval(), tokenizer, ckpt
         self.processor = None
         self.image_first, self.max_tiles = image_first, max_tiles
-        enable_generate(model)
+        remote_code.enable_generate(model)
         model.img_context_token_id = tokenizer.convert_tokens_to_ids(IMG_CONTEXT)
         self.end_id = tokenizer.convert_tokens_to_ids(self.template().sep.strip())
 
@@ -252,13 +252,11 @@ def native_processor(folder: Path, max_tiles: int, tokens_per_tile: int):
 
 
 def _load_model(ckpt: checkpoint.Checkpoint, device: str, dtype: str, max_tiles: int):
-    from transformers import AutoModel, AutoTokenizer, InternVLForConditionalGeneration
+    from transformers import AutoTokenizer, InternVLForConditionalGeneration
 
     folder, torch_dtype = ckpt.folder, getattr(torch, dtype)
     if ckpt.format == "remote":
-        model = AutoModel.from_pretrained(
-            folder, dtype=torch_dtype, trust_remote_code=True, local_files_only=True
-        )
+        model = remote_code.load(folder, torch_dtype)  # with the repairs transformers 5 needs
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True, local_files_only=True)
         return RemoteChat(model.to(device), tokenizer, ckpt, max_tiles=max_tiles)
     model = InternVLForConditionalGeneration.from_pretrained(folder, dtype=torch_dtype, local_files_only=True)

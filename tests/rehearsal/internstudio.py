@@ -17,6 +17,7 @@ the course at it:
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -34,7 +35,10 @@ def write_model(folder: Path) -> Path:
     """A model folder shaped like InternVL2-2B's, with the course's stand-in remote code."""
     import importlib.util
 
+    from course_utils import remote_code
     from course_utils.mini.tokenizer import build_tokenizer
+
+    remote_code.install_import_shims()  # the stand-in imports timm's DropPath, as the published code does
 
     folder.mkdir(parents=True, exist_ok=True)
     for name in ("configuration_internvl_chat.py", "modeling_internvl_chat.py", "conversation.py"):
@@ -58,7 +62,12 @@ def write_model(folder: Path) -> Path:
     import torch
 
     torch.manual_seed(0)
-    modeling.InternVLChatModel(config).save_pretrained(folder)
+    model = modeling.InternVLChatModel(config)
+    model.post_init()  # the builder's call: the remote __init__ leaves it out, as the published code does
+    model.save_pretrained(folder)
+    saved = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    saved["llm_config"]["attn_implementation"] = "flash_attention_2"  # as InternVL's training code writes it
+    (folder / "config.json").write_text(json.dumps(saved, indent=2), encoding="utf-8")
     tokenizer.save_pretrained(folder)
     return folder
 

@@ -19,6 +19,7 @@ class InternLM2Config(PretrainedConfig):
         num_key_value_heads=2,
         rms_norm_eps=1e-6,
         rope_theta=10000.0,
+        max_position_embeddings=4096,
         **kwargs,
     ):
         self.vocab_size = vocab_size
@@ -29,6 +30,7 @@ class InternLM2Config(PretrainedConfig):
         self.num_key_value_heads = num_key_value_heads
         self.rms_norm_eps = rms_norm_eps
         self.rope_theta = rope_theta
+        self.max_position_embeddings = max_position_embeddings
         kwargs.setdefault("architectures", ["InternLM2ForCausalLM"])
         super().__init__(**kwargs)
 
