@@ -20,6 +20,7 @@ notebooks pass to their training recipes):
 * ``ci``: CI's sizes (``CI=1``, 2 threads), cold cache — the reference;
 * ``threads1``: CI's sizes at 1 thread; ``seed1``, ``seed2``: other seeds (1 thread);
 * ``learner``: a learner's JupyterLab (no CI: mini sizes, half the cores = 1 thread here), cold cache;
+* ``learner2``: the same at 2 threads (``make test-learner``, CI's step after ``make test``; run it alone);
 * ``warm``: CI's sizes after a ``learner`` run filled the same cache (the cache is keyed by the conditions, so this
   must give the ``ci`` numbers).
 """
@@ -53,6 +54,7 @@ CHECKS = {
         ("ITC gain", 'after["ITC image→text top-1"] - before["ITC image→text top-1"]', 0.4),
         ("ITG exact captions", 'after["ITG exact captions"]', 0.5),
         ("ITM gain", 'after["ITM accuracy (own vs random caption)"] - before["ITM accuracy (own vs random caption)"]', 0.1),
+        ("near misses drawn above their uniform share", "a_mean - uniform", 0.0),
     ],
     "03_llava": [
         ("stage 1 caption gain", 'results["stage 1, mlp2x_gelu"]["caption"] - results["pretrained towers, random projector"]["caption"]', 0.1),
@@ -77,6 +79,16 @@ CHECKS = {
         ("after LoRA, log-lik", 'after["all"]', 0.85),
         ("before LoRA below 0.5 (margin = 0.5 - value)", '1 - before["all"]', 0.5),
     ],
+    "09_efficient_deployment": [
+        ("fp32 baseline", "baseline", 0.85),
+        ("KV int8 within 0.03 of baseline", 'rows["int8"][2] - baseline', -0.03),
+        ("KV int4 within 0.08 of baseline", 'rows["int4"][2] - baseline', -0.08),
+        ("RTN 4-bit within 0.05", 'results["RTN 4-bit"][2] - baseline', -0.05),
+        ("AWQ 4-bit within 0.05", 'results["AWQ 4-bit"][2] - baseline', -0.05),
+        ("no cache / cache, last quarter", "late_slow / late_fast", 1.5),
+        ("batch 16 / batch 1 decode throughput", "gain", 2.0),
+        ("static / persistent mean latency under capacity", 'static["mean_latency"] / persistent["mean_latency"]', 1.0),
+    ],
 }  # fmt: skip
 
 CONDITIONS = {
@@ -85,6 +97,7 @@ CONDITIONS = {
     "seed1": {"CI": "1", "COURSE_THREADS": "1", "COURSE_SEED": "1"},
     "seed2": {"CI": "1", "COURSE_THREADS": "1", "COURSE_SEED": "2"},
     "learner": {"COURSE_SEED": "0"},
+    "learner2": {"COURSE_SEED": "0", "COURSE_THREADS": "2"},  # what `make test-learner` asserts in CI
     "warm": {"CI": "1", "COURSE_SEED": "0"},  # run after "learner", in its cache
 }
 CLEARED = ("CI", "COURSE_SMOKE", "COURSE_THREADS", "COURSE_SEED", "COURSE_TRACK")

@@ -127,15 +127,20 @@ TRAINER = "xtuner.tools.train"
 
 
 def train_command(config=CONFIG, work_dir="work_dirs/food_lora", *, deepspeed: str | None = "deepspeed_zero2",
-                  python="python") -> list[str]:  # fmt: skip
+                  resume=None, python="python") -> list[str]:  # fmt: skip
     """What ``xtuner train CONFIG --work-dir DIR --deepspeed deepspeed_zero2`` runs, as a list for ``subprocess``:
     ``python -m xtuner.tools.train ...``. ``python``: the xtuner environment's interpreter by absolute path
     (``paths.lab_program("xtuner")``), so the command works in any terminal, activated or not.
 
     ``deepspeed``: a file, or a name xtuner resolves to its bundled JSON (``deepspeed_zero2``); None trains without
-    DeepSpeed (then the config's fp16 AmpOptimWrapper applies)."""
+    DeepSpeed (then the config's fp16 AmpOptimWrapper applies). ``resume``: a checkpoint of an unfinished run
+    (``--resume``: mmengine restores the weights, the optimizer and the iteration, and trains on from there)."""
     cmd = [str(python), "-m", TRAINER, str(config), "--work-dir", str(work_dir)]
-    return cmd + (["--deepspeed", deepspeed] if deepspeed else [])
+    return (
+        cmd
+        + (["--deepspeed", deepspeed] if deepspeed else [])
+        + (["--resume", str(resume)] if resume else [])
+    )
 
 
 def run_program(cmd: list[str], log_file, *, show: tuple[str, ...] = ("Iter(train)", "Saving checkpoint"),
@@ -186,6 +191,78 @@ def last_checkpoint(work_dir) -> Path | None:
     """The newest ``iter_N.pth`` in ``work_dir`` (a file, or a folder when trained with DeepSpeed), or None."""
     found = [(int(p.stem[5:]), p) for p in Path(work_dir).glob("iter_*.pth") if p.stem[5:].isdigit()]
     return max(found)[1] if found else None
+
+
+FINISHED = "course_run_finished.json"  # written by the course after `xtuner train` exits 0
+CONVERTED_FROM = (
+    "course_converted_from.json"  # written into a merged folder: the checkpoint it was converted from
+)
+
+
+def _stamp(checkpoint: Path) -> dict:
+    """What identifies a checkpoint: its name, and the newest modification time in it (a file, or a DeepSpeed folder)."""
+    files = [checkpoint, *checkpoint.rglob("*")] if checkpoint.is_dir() else [checkpoint]
+    return {"checkpoint": checkpoint.name, "mtime": max(f.stat().st_mtime for f in files)}
+
+
+def mark_finished(work_dir) -> Path:
+    """Record that the training in ``work_dir`` ended normally, with its last checkpoint (call it after ``xtuner train``
+    exited 0). Returns that checkpoint."""
+    import json
+
+    checkpoint = last_checkpoint(work_dir)
+    if checkpoint is None:
+        raise FileNotFoundError(f"{work_dir}: the training exited without writing any iter_*.pth")
+    (Path(work_dir) / FINISHED).write_text(json.dumps(_stamp(checkpoint)), encoding="utf-8")
+    return checkpoint
+
+
+def training_state(work_dir) -> tuple[str, Path | None]:
+    """("none", None) before any training; ("finished", checkpoint) when ``mark_finished`` recorded the last
+    checkpoint and it is still the newest; else ("unfinished", newest checkpoint): a run that died (out of memory,
+    a closed notebook) after saving ``iter_N.pth``, which must not be converted and scored as the fine-tuned model."""
+    import json
+
+    checkpoint = last_checkpoint(work_dir)
+    if checkpoint is None:
+        return "none", None
+    record = Path(work_dir) / FINISHED
+    if record.is_file() and json.loads(record.read_text(encoding="utf-8")) == _stamp(checkpoint):
+        return "finished", checkpoint
+    return "unfinished", checkpoint
+
+
+def converted_from(merged_dir) -> dict | None:
+    """The checkpoint stamp a merged folder was converted from (``convert``), or None (no folder, or not recorded)."""
+    import json
+
+    record = Path(merged_dir) / CONVERTED_FROM
+    return json.loads(record.read_text(encoding="utf-8")) if record.is_file() else None
+
+
+def convert(config, checkpoint, merged_dir, base_model_dir, *, python="python", log_file=None) -> str:
+    """``merged_dir`` as the converted ``checkpoint``: "reused" when it already is (same checkpoint name and time),
+    else "converted": XTuner's converter writes into a temporary sibling folder, ``finalize`` completes it from
+    ``base_model_dir``, the stamp is recorded, and only then does it replace ``merged_dir`` (a failed conversion
+    leaves the old folder as it was)."""
+    import json
+    import shutil
+
+    checkpoint, merged_dir = Path(checkpoint), Path(merged_dir)
+    if converted_from(merged_dir) == _stamp(checkpoint) and not missing_files(merged_dir):
+        return "reused"
+    tmp = merged_dir.with_name(merged_dir.name + ".converting")
+    shutil.rmtree(tmp, ignore_errors=True)
+    run_program(
+        convert_command(config, checkpoint, tmp, python=python),
+        log_file or merged_dir.with_name("convert.log"),
+        show=(),
+    )  # fmt: skip  (it prints the whole model)
+    finalize(base_model_dir, tmp)
+    (tmp / CONVERTED_FROM).write_text(json.dumps(_stamp(checkpoint)), encoding="utf-8")
+    shutil.rmtree(merged_dir, ignore_errors=True)
+    tmp.rename(merged_dir)
+    return "converted"
 
 
 def read_log(work_dir) -> list[dict]:

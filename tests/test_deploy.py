@@ -209,8 +209,30 @@ def test_measure_batches(tiny, embeds):
     model, _ = tiny
     rows = batching.measure_batches(model, embeds, [1, 3], new_tokens=3, repeats=1)
     assert [r["batch"] for r in rows] == [1, 3] and all(r["tokens_per_s"] > 0 for r in rows)
+    for r in rows:  # two decode steps after the first token: prefill is not in the timing
+        assert r["step_s"] == pytest.approx(r["seconds"] / 2) and r["tokens_per_s"] == pytest.approx(
+            r["batch"] * 2 / r["seconds"]
+        )
     with pytest.raises(ValueError, match="prompts"):
         batching.measure_batches(model, embeds, [4], new_tokens=2)
+    with pytest.raises(ValueError, match="at least 2"):
+        batching.measure_batches(model, embeds, [1], new_tokens=1)
+
+
+def test_percentile_is_nearest_rank():
+    assert batching.percentile([5.0, 1.0], 90) == 5.0  # of two, the p90 is the slower one, not the faster
+    assert batching.percentile(list(range(1, 11)), 90) == 9
+    assert batching.percentile(list(range(1, 101)), 90) == 90 and batching.percentile([3.0], 90) == 3.0
+
+
+def test_zero_point_is_a_code_of_the_range():
+    """A group whose weights are all positive (or all negative) would need a zero point outside 0..15; it is clamped,
+    as AWQ's quantizer clamps it, and the round trip still returns every weight within the group's range."""
+    w = torch.cat([torch.rand(4, 64) + 0.5, -torch.rand(4, 64) - 0.5])
+    codes, scale, zero = quant.quantize_weight(w, 4, 64)
+    assert zero.min() >= 0 and zero.max() <= 15 and codes.max() <= 15
+    back = quant.dequantize_weight(codes, scale, zero)
+    assert torch.isfinite(back).all()
 
 
 # --- LMDeploy command lines ---------------------------------------------------------------------------------------
@@ -220,6 +242,9 @@ def test_lmdeploy_commands():
     model = "/root/share/new_models/OpenGVLab/InternVL2-2B"
     argv = engines.auto_awq_command(model, "/tmp/out")
     assert argv[:4] == ["lmdeploy", "lite", "auto_awq", model] and "--trust-remote-code" in argv
+    assert "--search-scale" in argv and "--search-scale" not in engines.auto_awq_command(
+        model, "/o", search_scale=False
+    )
     assert (
         argv[argv.index("--w-group-size") + 1] == "128" and argv[argv.index("--work-dir") + 1] == "/tmp/out"
     )

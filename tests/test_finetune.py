@@ -187,3 +187,62 @@ def test_configure_writes_a_copy_with_other_values(tmp_path):
     with pytest.raises(FileExistsError):
         finetune.configure(dst, lora_rank=8)
     assert "lora_rank = 16" in dst.read_text(encoding="utf-8")
+
+
+def test_training_state_tells_a_finished_run_from_an_interrupted_one(tmp_path):
+    """A run counts as finished only once mark_finished recorded its last checkpoint; a checkpoint written after the
+    record (another run in the same folder) makes it unfinished again."""
+    import os
+
+    assert finetune.training_state(tmp_path) == ("none", None)
+    (tmp_path / "iter_64.pth").write_bytes(b"x")
+    assert finetune.training_state(tmp_path) == ("unfinished", tmp_path / "iter_64.pth")
+    (tmp_path / "iter_128.pth").mkdir()
+    (tmp_path / "iter_128.pth" / "model.pt").write_bytes(b"x")
+    assert finetune.mark_finished(tmp_path) == tmp_path / "iter_128.pth"
+    assert finetune.training_state(tmp_path) == ("finished", tmp_path / "iter_128.pth")
+    later = (tmp_path / "iter_128.pth" / "model.pt").stat().st_mtime + 10
+    os.utime(tmp_path / "iter_128.pth" / "model.pt", (later, later))  # the checkpoint was written again
+    assert finetune.training_state(tmp_path)[0] == "unfinished"
+    assert finetune.train_command("c.py", tmp_path, resume=tmp_path / "iter_64.pth")[-2:] == [
+        "--resume",
+        str(tmp_path / "iter_64.pth"),
+    ]
+
+
+def test_convert_reuses_only_a_folder_from_the_same_checkpoint(tmp_path, monkeypatch):
+    """convert writes into a temporary folder and replaces merged/ at the end; a failed conversion leaves the old one."""
+    import json
+
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "modeling_internvl_chat.py").write_text("# model code")
+    checkpoint = tmp_path / "iter_8.pth"
+    checkpoint.write_bytes(b"x")
+    calls = []
+
+    def fake_run(cmd, log_file, **kw):
+        calls.append(cmd)
+        out = Path(cmd[-1])
+        out.mkdir(parents=True)
+        (out / "config.json").write_text(json.dumps({"auto_map": {"AutoModel": "modeling_internvl_chat.X"}}))
+        (out / "model.safetensors").write_bytes(b"w")
+
+    monkeypatch.setattr(finetune, "run_program", fake_run)
+    merged = tmp_path / "merged"
+    assert finetune.convert("cfg.py", checkpoint, merged, base) == "converted"
+    assert (
+        not finetune.missing_files(merged) and finetune.converted_from(merged)["checkpoint"] == "iter_8.pth"
+    )
+    assert finetune.convert("cfg.py", checkpoint, merged, base) == "reused" and len(calls) == 1
+    newer = tmp_path / "iter_16.pth"
+    newer.write_bytes(b"y")
+    assert finetune.convert("cfg.py", newer, merged, base) == "converted" and len(calls) == 2
+
+    def failing_run(cmd, log_file, **kw):
+        raise RuntimeError("exit status 1")
+
+    monkeypatch.setattr(finetune, "run_program", failing_run)
+    with pytest.raises(RuntimeError):
+        finetune.convert("cfg.py", checkpoint, merged, base)
+    assert finetune.converted_from(merged)["checkpoint"] == "iter_16.pth"  # the old folder, untouched

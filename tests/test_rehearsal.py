@@ -104,12 +104,24 @@ def test_07_full_track_rehearsed(tree):
 
 
 def test_08_full_track_rehearsed(tree):
+    """08's full track, starting where a run that died after iter_64.pth left off (with a merged/ folder converted from
+    that checkpoint): the training cell must resume it, and the conversion cell convert the finished run again."""
     env = tree
+    runs = Path(env["MLLM_COURSE_WORK_DIR"]) / "08_xtuner"
+    internstudio.write_interrupted_run(runs)
     nb = rehearse("08_xtuner_finetune.ipynb", env)
     count = check_full_track(nb, "08")
-    runs = Path(env["MLLM_COURSE_WORK_DIR"]) / "08_xtuner"
     assert sorted(runs.glob("iter_*.pth")), "no XTuner checkpoint written"
     out = "".join(text_of(c) for c in nb.cells)
+    assert "iter_64.pth is from a run that did not finish: resuming from it" in out and "--resume" in out, (
+        out[-3000:]
+    )
+    assert ": converted now" in out and "reused" not in out, out[-3000:]
+    from course_utils import finetune
+
+    state, checkpoint = finetune.training_state(runs)
+    assert state == "finished" and checkpoint.name != "iter_64.pth", (state, checkpoint)
+    assert finetune.converted_from(runs / "merged")["checkpoint"] == checkpoint.name
     assert "still missing: nothing" in out, out[-3000:]
     assert "FoodieQA held-out" in out, out[-3000:]
     print(f"08: {count} full-track cells executed")

@@ -9,12 +9,17 @@ from course_utils import doctor, paths
 ROOT = paths.repo_root()
 
 
-def test_ci_runs_exactly_make_test():
+def test_ci_runs_make_test_then_the_learner_sizes():
+    """CI calls the README's test command, then the learner-size step, whose pytest summary line ends the output."""
     script = (ROOT / ".ci" / "run").read_text()
     commands = [
         line.strip() for line in script.splitlines() if line.strip() and not line.strip().startswith("#")
     ]
-    assert "export CI=1" in commands and commands[-1] == "make test"
+    assert "export CI=1" in commands and commands[-2:] == ["make test", "make test-learner"]
+    make = (ROOT / "Makefile").read_text()
+    recipe = make[make.index("\ntest-learner:") :].split("\n\n")[0]
+    assert "-u CI" in recipe and "-u COURSE_SMOKE" in recipe and "COURSE_THREADS=2" in recipe  # a learner's sizes
+    assert "MLLM_COURSE_CACHE=$$tmp/cache" in recipe  # a cold cache of its own
 
 
 def test_readme_quick_start_has_the_two_commands():

@@ -1,6 +1,7 @@
 """Batching (notebook 09): what a batch buys on the mini engine, and static vs persistent (continuous) batching.
 
-``measure_batches`` times greedy decoding (``kvcache.generate`` with a KV cache) at several batch sizes.
+``measure_batches`` times the decode steps of greedy decoding (``kvcache.generate`` with a KV cache) at several batch
+sizes.
 ``simulate`` replays requests arriving over time through an engine whose decode step takes ``step_time(batch)``
 seconds: *static* batching starts a batch only when the engine is free and keeps every slot until the batch's longest
 answer is done, and returns the batch's answers together (one batched ``generate`` call); *persistent* batching (LMDeploy's "persistent batch", also called continuous batching) lets a finished
@@ -9,6 +10,7 @@ request leave and a waiting one join at every step.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 
@@ -20,19 +22,33 @@ from . import kvcache
 @torch.no_grad()
 def measure_batches(model, embeds: torch.Tensor, sizes: list[int], new_tokens: int = 32,
                     repeats: int = 2) -> list[dict[str, float]]:  # fmt: skip
-    """For each batch size: the best of ``repeats`` timings of ``new_tokens`` greedy steps (no early stop) on the
-    first ``size`` rows of ``embeds`` → {"batch", "seconds" (latency of the batch), "tokens_per_s"}."""
+    """For each batch size: the best of ``repeats`` timings of the decode steps alone (``new_tokens - 1`` greedy steps
+    after the first token: reading the prompt is left out) on the first ``size`` rows of ``embeds`` →
+    {"batch", "seconds" (those steps), "step_s" (one step), "tokens_per_s"}."""
+    if new_tokens < 2:
+        raise ValueError("new_tokens must be at least 2: the decode steps are timed after the first token")
     rows = []
     for size in sizes:
         if size > embeds.shape[0]:
             raise ValueError(f"batch {size} needs {size} prompts, got {embeds.shape[0]}")
         best = float("inf")
         for _ in range(repeats):
-            start = time.perf_counter()
-            kvcache.generate(model, embeds[:size], new_tokens)
-            best = min(best, time.perf_counter() - start)
-        rows.append({"batch": size, "seconds": best, "tokens_per_s": size * new_tokens / best})
+            marks: list[float] = []
+            kvcache.generate(
+                model, embeds[:size], new_tokens, on_step=lambda n, at=marks: at.append(time.perf_counter())
+            )
+            best = min(best, marks[-1] - marks[0])
+        steps = new_tokens - 1
+        rows.append(
+            {"batch": size, "seconds": best, "step_s": best / steps, "tokens_per_s": size * steps / best}
+        )
     return rows
+
+
+def percentile(values: list[float], p: float) -> float:
+    """The nearest-rank ``p``-th percentile: the smallest value that at least ``p`` % of ``values`` do not exceed."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
 def simulate(arrivals: list[float], lengths: list[int], max_batch: int, step_time: Callable[[int], float],
@@ -64,5 +80,5 @@ def simulate(arrivals: list[float], lengths: list[int], max_batch: int, step_tim
                 finish[i] = now
             running.clear()
     latency = sorted(f - a for f, a in zip(finish, arrivals, strict=True))
-    return {"mean_latency": sum(latency) / len(latency), "p90_latency": latency[int(0.9 * (len(latency) - 1))],
+    return {"mean_latency": sum(latency) / len(latency), "p90_latency": percentile(latency, 90),
             "tokens_per_s": sum(lengths) / (max(finish) - min(arrivals)), "finish": finish}  # fmt: skip

@@ -32,14 +32,31 @@ def _head(python: str | None) -> list[str]:
 
 
 def auto_awq_command(model_dir, work_dir, *, w_bits: int = 4, w_group_size: int = 128, calib_samples: int = 128,
-                     calib_seqlen: int = 2048, python: str | None = None) -> list[str]:  # fmt: skip
+                     calib_seqlen: int = 2048, search_scale: bool = True, python: str | None = None) -> list[str]:  # fmt: skip
     """``lmdeploy lite auto_awq MODEL --work-dir OUT ...``: AWQ-quantize the LLM's linear layers to ``w_bits`` in
     groups of ``w_group_size`` using ``calib_samples`` calibration texts of ``calib_seqlen`` tokens (lmdeploy's default
-    calibration set, wikitext2, is downloaded from the Hugging Face Hub on first use)."""
+    calibration set, wikitext2, is downloaded from the Hugging Face Hub on first use).
+
+    ``search_scale``: ``--search-scale``, AWQ's search for the scaling exponent (notebook 09's ``quant.awq_search``).
+    Without it lmdeploy 0.18 does not search: it smooths with a fixed exponent of 0.5 on the activations' absolute
+    maxima (``lmdeploy/lite/apis/auto_awq.py``, ``search_scale=False`` by default)."""
     return _head(python) + ["lite", "auto_awq", str(model_dir), "--work-dir", str(work_dir),
                             "--w-bits", str(w_bits), "--w-group-size", str(w_group_size),
                             "--calib-samples", str(calib_samples), "--calib-seqlen", str(calib_seqlen),
-                            "--trust-remote-code"]  # fmt: skip
+                            "--trust-remote-code"] + (["--search-scale"] if search_scale else [])  # fmt: skip
+
+
+def gpu_memory_free_gb() -> float | None:
+    """GPU memory free on device 0, or None without CUDA."""
+    import torch
+
+    return torch.cuda.mem_get_info()[0] / 1e9 if torch.cuda.is_available() else None
+
+
+def weights_on_disk_gb(folder) -> float:
+    """The size of a model folder's weight files (safetensors, else .bin): what its weights take in GPU memory."""
+    files = sorted(Path(folder).glob("*.safetensors")) or sorted(Path(folder).glob("*.bin"))
+    return sum(f.stat().st_size for f in files) / 1e9
 
 
 def gpu_memory_used_gb() -> float | None:
@@ -54,13 +71,15 @@ def gpu_memory_used_gb() -> float | None:
 
 def concurrency_benchmark(base_url: str, prompt: tuple, levels: list[int], requests_per_level: int | None = None,
                           max_tokens: int = 64) -> list[dict[str, float]]:  # fmt: skip
-    """For each concurrency level c: ``requests_per_level`` (default 2·c) requests, c at a time, to ``base_url``
-    (``serving.ask_api_server``, the openai client where installed) → requests/s, answer words/s, mean and p90
-    latency."""
+    """For each concurrency level c: ``requests_per_level`` (default the larger of 20 and 2·c, so that a p90 is not
+    the slowest of two) requests, c at a time, to ``base_url`` (``serving.ask_api_server``, the openai client where
+    installed) → requests/s, answer words/s, mean and p90 (nearest rank) latency."""
+    from .batching import percentile
+
     text, image = prompt
     rows = []
     for c in levels:
-        n = requests_per_level or 2 * c
+        n = requests_per_level or max(20, 2 * c)
 
         def one(_):
             start = time.perf_counter()
@@ -74,7 +93,7 @@ def concurrency_benchmark(base_url: str, prompt: tuple, levels: list[int], reque
         latency = sorted(r[0] for r in results)
         rows.append({"concurrency": c, "requests": n, "requests_per_s": n / wall,
                      "words_per_s": sum(r[1] for r in results) / wall, "mean_latency_s": sum(latency) / n,
-                     "p90_latency_s": latency[int(0.9 * (n - 1))]})  # fmt: skip
+                     "p90_latency_s": percentile(latency, 90)})  # fmt: skip
     return rows
 
 
@@ -114,16 +133,21 @@ QUESTION = "What is in this picture? Answer in one sentence."
 def compare(
     setups: dict, photos: list, *, max_new_tokens: int = 64, cache_max_entry_count: float = 0.2
 ) -> dict:
-    """For each ``name: (model folder, engine options)``: GPU memory in use once the engine is up, generated tokens/s
-    on ``photos`` in one batch, and the answers. One engine at a time (each is closed before the next starts)."""
+    """For each ``name: (model folder, engine options)``: GPU memory free before the engine starts and in use once it is
+    up, the size of its weights, generated tokens/s on ``photos`` in one batch, and the answers. One engine at a time
+    (each is closed before the next starts). The cache's capacity in tokens follows from the free memory, the weights
+    and the cache type (notebook 09, ``kvcache.kv_budget``): GPU memory in use cannot show KV int8's saving, since
+    ``cache_max_entry_count`` takes the same share of the free memory whatever the cache's type."""
     table = {}
     for name, (folder, options) in setups.items():
+        free = gpu_memory_free_gb()
         chat = infer.LMDeployChat(folder, cache_max_entry_count=cache_max_entry_count, **options)
         memory = gpu_memory_used_gb()
         start = time.perf_counter()
         responses = chat.batch(photos, gen_config=infer.GenConfig(max_new_tokens=max_new_tokens))
         seconds = time.perf_counter() - start
-        table[name] = {"gpu_memory_gb": memory,
+        table[name] = {"gpu_memory_gb": memory, "gpu_free_before_gb": free, "weights_gb": weights_on_disk_gb(folder),
+                       "quant_policy": options.get("quant_policy", 0),
                        "tokens_per_s": sum(r.generate_token_len for r in responses) / seconds,
                        "answers": [r.text for r in responses]}  # fmt: skip
         chat.pipe.close()

@@ -86,7 +86,9 @@ def quantize_weight(w: torch.Tensor, bits: int = 4, group_size: int = 128) -> tu
     g = w.reshape(w.shape[0], -1, group_size)
     lo, hi = g.amin(-1), g.amax(-1)
     scale = ((hi - lo) / levels).clamp(min=1e-8)
-    zero = torch.round(-lo / scale)  # the integer that stands for 0.0
+    zero = torch.round(-lo / scale).clamp(
+        0, levels
+    )  # the code that stands for 0.0, itself a 4-bit value (AWQ clamps too)
     codes = torch.clamp(torch.round(g / scale[..., None]) + zero[..., None], 0, levels)
     return codes.reshape(w.shape).to(torch.uint8), scale, zero
 

@@ -196,6 +196,8 @@ def _check_limits(standin) -> None:
             infer.GenConfig(**{name: value})
         except ValueError as err:
             assert name in str(err) and str(value) in str(err), err
+        else:
+            raise AssertionError(f"GenConfig accepted {name}={value}, which lmdeploy refuses")
     print(
         "GenerationConfig limits: GenConfig and the stand-in match lmdeploy on",
         sum(map(len, values.values())),
@@ -305,8 +307,12 @@ def _check_deploy_commands(standin) -> None:
         head = 1 if python is None else 3
         args = parser.parse_args(engines.auto_awq_command(model, out, python=python)[head:])
         got = (args.model, args.work_dir, args.w_bits, args.w_group_size, args.calib_samples, args.calib_seqlen,
-               args.trust_remote_code, args.run.__name__)  # fmt: skip
-        assert got == (model, out, 4, 128, 128, 2048, True, "auto_awq"), got
+               args.trust_remote_code, args.search_scale, args.run.__name__)  # fmt: skip
+        assert got == (model, out, 4, 128, 128, 2048, True, True, "auto_awq"), got
+        plain = parser.parse_args(
+            engines.auto_awq_command(model, out, search_scale=False, python=python)[head:]
+        )
+        assert plain.search_scale is False  # lmdeploy's default: no search, a fixed 0.5 smoothing
         argv = engines.api_server_plus_command(out, model_format="awq", quant_policy=8, port=23335,
                                                cache_max_entry_count=0.2, python=python)  # fmt: skip
         args = parser.parse_args(argv[head:])

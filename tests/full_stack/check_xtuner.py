@@ -77,6 +77,16 @@ def _check_commands() -> None:
         "/tmp/work_dir",
         "deepspeed_zero2",
     ), args
+    resumed = finetune.train_command(
+        CONFIG, "/tmp/work_dir", resume="/tmp/work_dir/iter_64.pth", python=sys.executable
+    )
+    argv, sys.argv = sys.argv, ["train.py", *resumed[3:]]
+    try:
+        assert (
+            train.parse_args().resume == "/tmp/work_dir/iter_64.pth"
+        )  # notebook 08 resumes an unfinished run
+    finally:
+        sys.argv = argv
     ds = json.loads(Path(cfgs_name_path[args.deepspeed]).read_text())
     assert ds["zero_optimization"]["stage"] == 2 and ds["fp16"]["enabled"] == ds["bf16"]["enabled"] == "auto"
 

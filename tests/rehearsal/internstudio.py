@@ -106,6 +106,22 @@ def write_envs(root: Path) -> dict[str, Path]:
     return envs
 
 
+def write_interrupted_run(runs: Path) -> None:
+    """What a training run that died after its first checkpoint leaves (out of GPU memory at iteration 70, say): a
+    DeepSpeed ``iter_64.pth`` folder and no record of a finished run; and a ``merged/`` folder converted from that
+    checkpoint by an earlier visit to the conversion cell."""
+    import json
+
+    checkpoint = runs / "iter_64.pth" / "checkpoint"
+    checkpoint.mkdir(parents=True, exist_ok=True)
+    (checkpoint / "mp_rank_00_model_states.pt").write_bytes(b"rehearsal: an interrupted run")
+    merged = runs / "merged"
+    merged.mkdir(parents=True, exist_ok=True)
+    (merged / "course_converted_from.json").write_text(
+        json.dumps({"checkpoint": "iter_64.pth", "mtime": 0.0})
+    )
+
+
 def build(root: Path) -> dict[str, str]:
     """Lay out the tree under ``root``; return the environment variables for a rehearsal run."""
     root = Path(root)

@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     awq.add_argument("--trust-remote-code", action="store_true", default=False)
     awq.add_argument("--w-bits", type=int, default=4)
     awq.add_argument("--w-group-size", type=int, default=128)
+    awq.add_argument("--search-scale", action="store_true", default=False)
     return parser
 
 

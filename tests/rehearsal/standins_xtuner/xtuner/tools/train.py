@@ -41,6 +41,7 @@ def main(argv=None) -> int:
     parser.add_argument("--work-dir", required=True)
     parser.add_argument("--deepspeed", choices=DEEPSPEED)
     parser.add_argument("--seed", type=int)
+    parser.add_argument("--resume", type=str, default=None)
     args = parser.parse_args(argv)
     config = Path(args.config)
     if not config.is_file():
@@ -56,12 +57,20 @@ def main(argv=None) -> int:
             raise SystemExit(f"{sample['image']}: not under data_root {cfg['data_root']}")
     iters = math.ceil(len(samples) / cfg["batch_size"]) * cfg["max_epochs"]
     work = Path(args.work_dir)
-    log = work / "20261201_000000" / "vis_data" / "scalars.json"
+    start = 0
+    if args.resume:  # mmengine restores the iteration of the checkpoint and trains on from there
+        resume = Path(args.resume)
+        if not resume.exists():
+            raise SystemExit(f"{resume}: no such checkpoint to resume from")
+        start = int(resume.stem.split("_")[1])
+    log = (
+        work / ("20261201_010000" if start else "20261201_000000") / "vis_data" / "scalars.json"
+    )  # a run's own folder
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("w") as f:
-        for i in range(10, iters + 1, 10):
+        for i in range(start + 10, iters + 1, 10):
             f.write(json.dumps({"lr": cfg["lr"], "loss": 2.0 / (1 + i / 100), "iter": i}) + "\n")
-    for i in [*range(cfg["save_steps"], iters, cfg["save_steps"]), iters]:
+    for i in [i for i in [*range(cfg["save_steps"], iters, cfg["save_steps"]), iters] if i > start]:
         checkpoint = work / f"iter_{i}.pth"
         if args.deepspeed:
             (checkpoint / "checkpoint").mkdir(parents=True, exist_ok=True)
@@ -69,7 +78,7 @@ def main(argv=None) -> int:
         else:
             checkpoint.write_bytes(b"rehearsal")
     (work / "last_checkpoint").write_text(str(work / f"iter_{iters}.pth"))
-    print(f"rehearsal: {len(samples)} samples, {iters} iterations, checkpoints in {work}")
+    print(f"rehearsal: {len(samples)} samples, iterations {start + 1}-{iters}, checkpoints in {work}")
     return 0
 
 
