@@ -18,7 +18,9 @@ def test_ci_runs_make_test_then_the_learner_sizes():
     assert "export CI=1" in commands and commands[-2:] == ["make test", "make test-learner"]
     make = (ROOT / "Makefile").read_text()
     recipe = make[make.index("\ntest-learner:") :].split("\n\n")[0]
-    assert "-u CI" in recipe and "-u COURSE_SMOKE" in recipe and "COURSE_THREADS=2" in recipe  # a learner's sizes
+    assert (
+        "-u CI" in recipe and "-u COURSE_SMOKE" in recipe and "COURSE_THREADS=2" in recipe
+    )  # a learner's sizes
     assert "MLLM_COURSE_CACHE=$$tmp/cache" in recipe  # a cold cache of its own
 
 
