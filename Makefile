@@ -11,7 +11,7 @@ TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 STAMP := $(VENV)/.course-installed
 PORT ?= 8888
 
-.PHONY: help setup kernel lab test test-learner lint unit notebooks hygiene strip syllabus doctor bench clean test-full-stack rehearsal
+.PHONY: help setup kernel lab test test-learner site site-check lint unit notebooks hygiene strip syllabus doctor bench clean test-full-stack rehearsal
 
 help:
 	@echo "make lab     set up .venv if missing, register the 'mllm-course' kernel, start JupyterLab on 127.0.0.1:$(PORT)"
@@ -19,7 +19,8 @@ help:
 	@echo "make doctor  check this machine (python -m course_utils.doctor)"
 	@echo "make strip   remove outputs from every notebook before committing"
 	@echo "make bench   set-up and per-notebook timings as a table"
-	@echo "make test-learner   the notebooks that train, at a learner's sizes and 2 threads, asserted (CI runs it after make test)"
+	@echo "make test-learner   the notebooks that train, at a learner's sizes and 2 threads, asserted"
+	@echo "make site    every notebook executed at a learner's sizes, then the website in _build/site/html (CI runs it)"
 	@echo "make rehearsal   the full track of 07, 08 and 09 executed on CPU with stand-ins at the GPU boundary (part of make test)"
 	@echo "make test-full-stack   install the GPU-lab stacks on CPU and check our lmdeploy/XTuner calls against them (CI runs it)"
 
@@ -70,8 +71,8 @@ test: lint hygiene
 		$(PY) -m pytest notebooks tests --nbval-lax --nbval-current-env -q -ra -n $(JOBS) --dist loadfile
 
 # Learner sizes, asserted (issue 24): the notebooks that train, at the sizes a learner's JupyterLab runs (not CI, no
-# smoke sizes), with 2 torch threads and a cold cache of their own, one notebook at a time. .ci/run runs it after
-# `make test` (it is not part of `make test`: see README › For maintainers for its time).
+# smoke sizes), with 2 torch threads and a cold cache of their own, one notebook at a time. CI runs `make site`
+# instead, which executes every notebook (these included) the same way and fails on the same assertions.
 LEARNER_NOTEBOOKS := 01_mllm_and_alignment 02_qformer_blip2 03_llava 05_qformer_vs_mlp 06_internvl 08_xtuner_finetune 09_efficient_deployment
 test-learner: setup
 	@tmp=$$(mktemp -d); status=0; \
@@ -79,6 +80,15 @@ test-learner: setup
 		MLLM_COURSE_CACHE=$$tmp/cache MLLM_COURSE_WORK_DIR=$$tmp/work \
 		$(PY) -m pytest $(LEARNER_NOTEBOOKS:%=notebooks/%.ipynb) --nbval-lax --nbval-current-env -q -ra -p no:xdist \
 		|| status=$$?; rm -rf $$tmp; exit $$status
+
+# The course as a website (README › The course as a website): every notebook executed at a learner's sizes (2 threads,
+# a cold cache: a failing cell fails the build), the Chinese twins given the same outputs, HTML in _build/site/html.
+site: setup
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m course_utils.site build
+
+# The built site in Debian's Chromium (Playwright): pages, links, images, language switch, syllabus (CI, after make site).
+site-check: setup
+	MLLM_COURSE_SITE=_build/site/html $(PY) -m pytest tests/test_site.py -q -ra -p no:xdist
 
 unit: setup
 	HF_HUB_OFFLINE=1 $(PY) -m pytest tests -q

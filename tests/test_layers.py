@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("importlinter")
 
 REPO = Path(__file__).resolve().parents[1]
-LAYERS = "course_utils layers: tools > labs > mini > concepts > data > base"
+LAYERS = "course_utils layers: site > tools > labs > mini > concepts > data > base"
 
 
 def lint_imports(package_parent: Path, tmp_path: Path) -> subprocess.CompletedProcess:

@@ -9,13 +9,14 @@ from course_utils import doctor, paths
 ROOT = paths.repo_root()
 
 
-def test_ci_runs_make_test_then_the_learner_sizes():
-    """CI calls the README's test command, then the learner-size step, whose pytest summary line ends the output."""
+def test_ci_runs_make_test_then_the_learner_sizes_and_the_site():
+    """CI calls the README's test command, then the learner-size run that builds the website, then the website's
+    browser test, whose pytest summary line ends the output."""
     script = (ROOT / ".ci" / "run").read_text()
     commands = [
         line.strip() for line in script.splitlines() if line.strip() and not line.strip().startswith("#")
     ]
-    assert "export CI=1" in commands and commands[-2:] == ["make test", "make test-learner"]
+    assert "export CI=1" in commands and commands[-3:] == ["make test", "make site", "make site-check"]
     make = (ROOT / "Makefile").read_text()
     recipe = make[make.index("\ntest-learner:") :].split("\n\n")[0]
     assert (

@@ -1,0 +1,243 @@
+"""``make site``: the course as a static website, every notebook with its outputs, in English and Chinese.
+
+    python -m course_utils.site build                  # execute at a learner's sizes, then build _build/site/html
+    python -m course_utils.site build --sizes ci 00 04 # quicker: CI's sizes, two chapters (and their twins)
+
+Three steps, one command:
+
+1. **Execute** each English notebook (chapters, then worked solutions) once, top to bottom, in a fresh kernel on the
+   mini track at a learner's sizes (not CI's smoke sizes), with 2 torch threads and a cold cache of its own, so the
+   pages show what a learner's JupyterLab shows. A cell that raises stops the build and names the notebook.
+2. **Twin** every Chinese notebook from its English one: the code cells are the same byte for byte (``nbtools zh``
+   checks it), so each Chinese page gets the English run's outputs; nothing runs twice. Each page gets a header: the
+   track, sizes and date of the run, the link to its twin in the other language, and the notebook to download
+   (without outputs, as in the repository). Interactive widgets cannot run in a static page: their output becomes a
+   sentence saying so.
+3. **Build** the HTML with Sphinx, myst-nb (notebooks as pages, outputs as they were, nothing re-executed) and
+   sphinx-book-theme, all from PyPI; MathJax comes from ``sphinx-mathjax-offline``, so a page loads nothing from the
+   network. Landing pages hold the syllabus table (``nbtools.syllabus_markdown``, the README's one source).
+
+Why Sphinx + myst-nb rather than Jupyter Book 2: Jupyter Book 2 is a front end to the Node.js ``mystmd`` tool, which
+fetches its HTML theme from the network at build time; this builder must work offline with packages alone.
+Introduced in README › The course as a website.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from . import nbtools, paths
+
+WIDGET = "application/vnd.jupyter.widget-view+json"
+WIDGET_NOTE = {
+    "en": "*An interactive widget: it runs in JupyterLab. Download this notebook and run it to use it.*",
+    "zh": "*这里是一个交互式控件，需要在 JupyterLab 中运行：下载本 notebook 并运行即可使用。*",
+}
+SIZES = {"learner": {}, "ci": {"COURSE_SMOKE": "1"}}
+CLEARED = ("CI", "COURSE_SMOKE", "COURSE_TRACK", "COURSE_SEED", "COURSE_THREADS", "MLLM_COURSE_CACHE",
+           "MLLM_COURSE_WORK_DIR")  # fmt: skip
+
+
+def english_notebooks(root: Path, only: list[str] | None = None) -> list[Path]:
+    """The chapters, then their solutions (``only``: chapter ids such as ``["00", "04"]``)."""
+    found = sorted(root.glob("[0-9][0-9]_*.ipynb")) + sorted((root / "solutions").glob("[0-9][0-9]_*.ipynb"))
+    return [p for p in found if not only or p.name[:2] in only]
+
+
+def execute(path: Path, out: Path, env: dict[str, str], timeout: int = 3600) -> float:
+    """Run ``path`` top to bottom in a fresh kernel with ``env`` added to this process's environment (the notebooks'
+    folder as working directory, as in ``make test``); write the executed notebook to ``out``; return the seconds."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    nb = nbformat.read(path, as_version=4)
+    saved = dict(os.environ)
+    os.environ.update(env)
+    start = time.perf_counter()
+    try:
+        NotebookClient(nb, kernel_name="python3", timeout=timeout, allow_errors=False,
+                       resources={"metadata": {"path": str(path.parent)}}).execute()  # fmt: skip
+    except CellExecutionError as err:
+        raise RuntimeError(f"{path.name} failed while building the site:\n{str(err)[-3000:]}") from None
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, out)
+    return time.perf_counter() - start
+
+
+def _text(source) -> str:
+    return source if isinstance(source, str) else "".join(source)
+
+
+def twin(english: dict, chinese: dict) -> dict:
+    """The Chinese notebook with the executed English notebook's outputs in its code cells (same code, same order)."""
+    out = copy.deepcopy(chinese)
+    en_code = [c for c in english["cells"] if c["cell_type"] == "code"]
+    zh_code = [c for c in out["cells"] if c["cell_type"] == "code"]
+    if [_text(c["source"]) for c in en_code] != [_text(c["source"]) for c in zh_code]:
+        raise ValueError("the Chinese twin's code differs from the English notebook: run `python -m course_utils."
+                         "nbtools zh --write` first")  # fmt: skip
+    for en, zh in zip(en_code, zh_code, strict=True):
+        zh["outputs"], zh["execution_count"] = copy.deepcopy(en.get("outputs", [])), en.get("execution_count")
+    return out
+
+
+def without_widgets(nb: dict, lang: str) -> dict:
+    """Each widget output replaced by a sentence that the widget runs in JupyterLab (a static page cannot run it); a
+    cell that builds widgets but showed only their first picture (what a kernel without a browser displays) keeps the
+    picture, with the sentence after it."""
+    note = {"output_type": "display_data", "metadata": {}, "data": {"text/markdown": WIDGET_NOTE[lang]}}
+    for cell in nb["cells"]:
+        outputs = cell.get("outputs", [])
+        widgets = [i for i, output in enumerate(outputs) if WIDGET in output.get("data", {})]
+        for i in widgets:
+            outputs[i] = copy.deepcopy(note)
+        if not widgets and cell["cell_type"] == "code" and "ipywidgets" in _text(cell["source"]):
+            outputs.append(copy.deepcopy(note))
+    return nb
+
+
+def header(nb: dict, *, lang: str, twin_doc: str, download: str, stamp: str) -> dict:
+    """A line under the title: how the outputs were made, the other language, the notebook to download."""
+    if lang == "en":
+        text = (f"> Executed on the mini track, CPU, {stamp}. · [中文版]({twin_doc}) · "
+                f"{{download}}`Download this notebook <{download}>` (no outputs) to run it yourself.")  # fmt: skip
+    else:
+        text = (f"> 本页输出来自 mini 路线、CPU，{stamp}。 · [English]({twin_doc}) · "
+                f"{{download}}`下载本 notebook <{download}>`（不含输出），自己运行。")  # fmt: skip
+    title = nb["cells"][0]
+    first, _, rest = _text(title["source"]).partition("\n")
+    title["source"] = f"{first}\n\n{text}\n{rest}"  # right under the title, above everything else
+    return nb
+
+
+CONF = """# Generated by course_utils.site: Sphinx configuration of the course website.
+project = "MLLM course"
+author = "the course authors"
+extensions = ["myst_nb", "sphinx-mathjax-offline"]  # MathJax 3 copied into the site: nothing from a CDN
+html_theme = "sphinx_book_theme"
+html_title = "MLLM course · 多模态大模型课程"
+html_theme_options = {"show_toc_level": 2, "use_download_button": False, "use_fullscreen_button": False}
+html_favicon = "favicon.svg"  # without one, every page's automatic /favicon.ico request is a 404 in the console
+html_context = {"default_mode": "light"}  # pydata-sphinx-theme logs a console error when no mode is set
+nb_execution_mode = "off"  # the notebooks were executed by course_utils.site; nothing runs again here
+myst_enable_extensions = ["dollarmath", "colon_fence"]
+suppress_warnings = ["mystnb.unknown_mime_type", "misc.highlighting_failure"]
+exclude_patterns = ["downloads/**"]
+"""
+
+
+FAVICON = ('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32"><rect width="32" height="32" rx="6" '
+           'fill="#2a6f97"/><text x="16" y="22" font-size="16" text-anchor="middle" fill="white" '
+           'font-family="sans-serif">M</text></svg>')  # fmt: skip
+
+
+def landing(lang: str, stamp: str, built: list[Path]) -> str:
+    """The index page of one language: what the site is, the syllabus, and the hidden tables of contents of the
+    ``built`` notebooks (paths relative to notebooks/)."""
+    stems = [p.stem for p in built if len(p.parts) == 1]
+    solutions = [p.stem for p in built if p.parts[0] == "solutions"]
+    if lang == "en":
+        head = ("# MLLM course: from alignment to deploying and fine-tuning InternVL2\n\n"
+                "Every chapter is a Jupyter notebook, shown here with the outputs of one run on the mini track, CPU, "
+                f"{stamp}. To run them, clone the repository and `make lab`. [中文版](zh/index.md)\n\n"
+                "## Syllabus\n\n" + nbtools.syllabus_markdown(link_prefix="", zh_links=True))  # fmt: skip
+        toc = [("Chapters", stems), ("Worked solutions", [f"solutions/{s}" for s in solutions]),
+               ("中文", ["zh/index"])]  # fmt: skip
+    else:
+        head = ("# 多模态大模型课程：从特征对齐到 InternVL2 的部署与微调\n\n"
+                f"每一课都是一个 Jupyter notebook，这里展示的是在 mini 路线、CPU 上运行一次的输出（{stamp}）。"
+                "要自己运行，请克隆仓库后执行 `make lab`。 [English](../index.md)\n\n"
+                "## 课程大纲\n\n" + nbtools.syllabus_markdown_zh(link_prefix="../").replace("(../zh/", "("))  # fmt: skip
+        toc = [("章节", stems), ("参考答案", [f"solutions/{s}" for s in solutions])]
+    trees = "".join(f"\n\n```{{toctree}}\n:hidden:\n:caption: {caption}\n\n" + "\n".join(docs) + "\n```"
+                    for caption, docs in toc)  # fmt: skip
+    return head + trees + "\n"
+
+
+def build(out: Path, *, sizes: str = "learner", threads: int = 2, only: list[str] | None = None) -> Path:
+    """Execute, twin and build (see the module docstring); returns the HTML folder."""
+    root = paths.notebooks_dir()
+    if root is None:
+        raise FileNotFoundError(
+            "the site is built from a clone of the course repository (no notebooks/ folder here)"
+        )
+    started = time.perf_counter()
+    stamp = f"{datetime.date.today().isoformat()}, {'a learner' if sizes == 'learner' else 'CI'}'s sizes"
+    src = out / "src"
+    shutil.rmtree(src, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix="mllm-site-") as tmp:
+        env = {"COURSE_TRACK": "mini", "COURSE_THREADS": str(threads), "MLLM_COURSE_CACHE": f"{tmp}/cache",
+               "MLLM_COURSE_WORK_DIR": f"{tmp}/work", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+               **SIZES[sizes]}  # fmt: skip
+        for var in CLEARED:
+            if var not in env:
+                os.environ.pop(var, None)
+        for path in english_notebooks(root, only):
+            rel = path.relative_to(root)
+            seconds = execute(path, src / rel, env)
+            print(f"executed {rel} in {seconds:.0f} s", flush=True)
+    for path in english_notebooks(root, only):
+        rel = path.relative_to(root)
+        up = "../" * (
+            len(rel.parts) - 1
+        )  # from the page's folder to the site's root (English) or zh/ (Chinese)
+        english = json.loads((src / rel).read_text(encoding="utf-8"))
+        chinese = json.loads((root / "zh" / rel).read_text(encoding="utf-8"))
+        zh_nb = without_widgets(twin(english, chinese), "zh")
+        for lang, nb, dst in (("en", english, src / rel), ("zh", zh_nb, src / "zh" / rel)):
+            without_widgets(nb, lang)
+            if lang == "en":
+                download, other = f"{up}downloads/en/{rel.as_posix()}", f"{up}zh/{rel.as_posix()}"
+            else:
+                download, other = f"{up}../downloads/zh/{rel.as_posix()}", f"{up}../{rel.as_posix()}"
+            header(nb, lang=lang, twin_doc=other, download=download, stamp=stamp)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            dst.write_text(json.dumps(nb, ensure_ascii=False, indent=1), encoding="utf-8")
+            plain = root / rel if lang == "en" else root / "zh" / rel
+            (src / "downloads" / lang / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(plain, src / "downloads" / lang / rel)
+    (src / "conf.py").write_text(CONF, encoding="utf-8")
+    (src / "favicon.svg").write_text(FAVICON, encoding="utf-8")
+    built = [p.relative_to(root) for p in english_notebooks(root, only)]
+    (src / "index.md").write_text(landing("en", stamp, built), encoding="utf-8")
+    (src / "zh").mkdir(exist_ok=True)
+    (src / "zh" / "index.md").write_text(landing("zh", stamp, built), encoding="utf-8")
+    html = out / "html"
+    shutil.rmtree(html, ignore_errors=True)
+    subprocess.run([sys.executable, "-m", "sphinx", "-b", "html", "-q", str(src), str(html)], check=True)
+    minutes = (time.perf_counter() - started) / 60
+    print(f"site built in {minutes:.1f} min: open {html / 'index.html'} "
+          f"(or `python -m http.server -d {html}` and http://127.0.0.1:8000)")  # fmt: skip
+    return html
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m course_utils.site", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("build", help="execute every notebook, then build the HTML site")
+    b.add_argument("only", nargs="*", help="chapter ids to build (default: all)")
+    b.add_argument("--out", default=None, help="output folder (default: _build/site in the repository)")
+    b.add_argument("--sizes", choices=sorted(SIZES), default="learner")
+    b.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    out = Path(args.out) if args.out else paths.repo_root() / "_build" / "site"
+    build(out, sizes=args.sizes, threads=args.threads, only=args.only or None)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
