@@ -71,8 +71,8 @@ test: lint hygiene
 		$(PY) -m pytest notebooks tests --nbval-lax --nbval-current-env -q -ra -n $(JOBS) --dist loadfile
 
 # Learner sizes, asserted (issue 24): the notebooks that train, at the sizes a learner's JupyterLab runs (not CI, no
-# smoke sizes), with 2 torch threads and a cold cache of their own, one notebook at a time. Not yet in CI;
-# `make site` executes every notebook (these included) the same way and fails on the same assertions.
+# smoke sizes), with 2 torch threads and a cold cache of their own, one notebook at a time. CI runs `make site`
+# instead, which executes every notebook (these included) the same way and fails on the same assertions.
 LEARNER_NOTEBOOKS := 01_mllm_and_alignment 02_qformer_blip2 03_llava 05_qformer_vs_mlp 06_internvl 08_xtuner_finetune 09_efficient_deployment
 test-learner: setup
 	@tmp=$$(mktemp -d); status=0; \

@@ -12,7 +12,7 @@ Three steps, one command:
    checks it), so each Chinese page gets the English run's outputs; nothing runs twice. Each page gets a header: the
    track, sizes and date of the run, the link to its twin in the other language, and the notebook to download
    (without outputs, as in the repository). Interactive widgets cannot run in a static page: their output becomes a
-   sentence saying so.
+   sentence saying so, and so does an app served live from the kernel (07's and 08's Gradio demos).
 3. **Build** the HTML with Sphinx, myst-nb (notebooks as pages, outputs as they were, nothing re-executed) and
    sphinx-book-theme, all from PyPI; MathJax comes from ``sphinx-mathjax-offline``, so a page loads nothing from the
    network. Landing pages hold the syllabus table (``nbtools.syllabus_markdown``, the README's one source).
@@ -29,6 +29,7 @@ import copy
 import datetime
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -43,6 +44,15 @@ WIDGET_NOTE = {
     "en": "*An interactive widget: it runs in JupyterLab. Download this notebook and run it to use it.*",
     "zh": "*这里是一个交互式控件，需要在 JupyterLab 中运行：下载本 notebook 并运行即可使用。*",
 }
+LIVE_NOTE = {
+    "en": "*A live app was shown here, served by the notebook's own kernel while it ran (a local web server that "
+    "ended with the run). Download this notebook and run it in JupyterLab to use it.*",
+    "zh": "*这里原本显示一个实时应用，由运行时的 notebook 内核在本机临时启动的网页服务提供（运行结束后服务已关闭）。"
+    "下载本 notebook 并在 JupyterLab 中运行即可使用。*",
+}
+LIVE = re.compile(
+    r"""<(?:iframe|script|img|link)[^>]*?(?:src|href)\s*=\s*["']?(?:https?:)?//""", re.IGNORECASE
+)
 SIZES = {"learner": {}, "ci": {"COURSE_SMOKE": "1"}}
 CLEARED = ("CI", "COURSE_SMOKE", "COURSE_TRACK", "COURSE_SEED", "COURSE_THREADS", "MLLM_COURSE_CACHE",
            "MLLM_COURSE_WORK_DIR")  # fmt: skip
@@ -107,6 +117,30 @@ def without_widgets(nb: dict, lang: str) -> dict:
             outputs[i] = copy.deepcopy(note)
         if not widgets and cell["cell_type"] == "code" and "ipywidgets" in _text(cell["source"]):
             outputs.append(copy.deepcopy(note))
+    nb.get("metadata", {}).pop("widgets", None)  # saved widget state makes myst-nb load ipywidgets from a CDN
+    return nb
+
+
+def without_live_outputs(nb: dict, lang: str) -> dict:
+    """Each HTML output that loads something from a server (Gradio's ``<iframe src="http://127.0.0.1:PORT/">``, or
+    anything from the web) replaced by a sentence: the server lived only as long as the run, and a page of this site
+    loads nothing from the network. The cell's printed text (the URL, the answers) stays."""
+    note = {"output_type": "display_data", "metadata": {}, "data": {"text/markdown": LIVE_NOTE[lang]}}
+    for cell in nb["cells"]:
+        for i, output in enumerate(cell.get("outputs", [])):
+            if LIVE.search(_text(output.get("data", {}).get("text/html", ""))):
+                cell["outputs"][i] = copy.deepcopy(note)
+    return nb
+
+
+README_LINK = re.compile(r"\]\((?:\.\./)+README(?:_zh-CN)?\.md(?:#[^)]*)?\)")
+
+
+def readme_links_to_landing(nb: dict, landing_doc: str) -> dict:
+    """Links to the repository's README (outside the site) pointed at the landing page, which holds the same syllabus."""
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "markdown":
+            cell["source"] = README_LINK.sub(f"]({landing_doc})", _text(cell["source"]))
     return nb
 
 
@@ -133,6 +167,7 @@ html_title = "MLLM course · 多模态大模型课程"
 html_theme_options = {"show_toc_level": 2, "use_download_button": False, "use_fullscreen_button": False}
 html_favicon = "favicon.svg"  # without one, every page's automatic /favicon.ico request is a 404 in the console
 html_context = {"default_mode": "light"}  # pydata-sphinx-theme logs a console error when no mode is set
+nb_ipywidgets_js = {}  # no widget runs on a static page, and their scripts would come from a CDN
 nb_execution_mode = "off"  # the notebooks were executed by course_utils.site; nothing runs again here
 myst_enable_extensions = ["dollarmath", "colon_fence"]
 suppress_warnings = ["mystnb.unknown_mime_type", "misc.highlighting_failure"]
@@ -176,7 +211,9 @@ def build(out: Path, *, sizes: str = "learner", threads: int = 2, only: list[str
             "the site is built from a clone of the course repository (no notebooks/ folder here)"
         )
     started = time.perf_counter()
-    stamp = f"{datetime.date.today().isoformat()}, {'a learner' if sizes == 'learner' else 'CI'}'s sizes"
+    today = datetime.date.today().isoformat()
+    stamp = {"en": f"{today}, {'a learner' if sizes == 'learner' else 'CI'}'s sizes",
+             "zh": f"{today}，{'学习者的规模' if sizes == 'learner' else 'CI 的冒烟规模'}"}  # fmt: skip
     src = out / "src"
     shutil.rmtree(src, ignore_errors=True)
     with tempfile.TemporaryDirectory(prefix="mllm-site-") as tmp:
@@ -197,14 +234,15 @@ def build(out: Path, *, sizes: str = "learner", threads: int = 2, only: list[str
         )  # from the page's folder to the site's root (English) or zh/ (Chinese)
         english = json.loads((src / rel).read_text(encoding="utf-8"))
         chinese = json.loads((root / "zh" / rel).read_text(encoding="utf-8"))
-        zh_nb = without_widgets(twin(english, chinese), "zh")
+        zh_nb = twin(english, chinese)  # its own copy of the outputs, made offline below in Chinese
         for lang, nb, dst in (("en", english, src / rel), ("zh", zh_nb, src / "zh" / rel)):
-            without_widgets(nb, lang)
+            without_live_outputs(without_widgets(nb, lang), lang)
             if lang == "en":
                 download, other = f"{up}downloads/en/{rel.as_posix()}", f"{up}zh/{rel.as_posix()}"
             else:
                 download, other = f"{up}../downloads/zh/{rel.as_posix()}", f"{up}../{rel.as_posix()}"
-            header(nb, lang=lang, twin_doc=other, download=download, stamp=stamp)
+            header(nb, lang=lang, twin_doc=other, download=download, stamp=stamp[lang])
+            readme_links_to_landing(nb, f"{up}index.md")
             dst.parent.mkdir(parents=True, exist_ok=True)
             dst.write_text(json.dumps(nb, ensure_ascii=False, indent=1), encoding="utf-8")
             plain = root / rel if lang == "en" else root / "zh" / rel
@@ -213,9 +251,9 @@ def build(out: Path, *, sizes: str = "learner", threads: int = 2, only: list[str
     (src / "conf.py").write_text(CONF, encoding="utf-8")
     (src / "favicon.svg").write_text(FAVICON, encoding="utf-8")
     built = [p.relative_to(root) for p in english_notebooks(root, only)]
-    (src / "index.md").write_text(landing("en", stamp, built), encoding="utf-8")
+    (src / "index.md").write_text(landing("en", stamp["en"], built), encoding="utf-8")
     (src / "zh").mkdir(exist_ok=True)
-    (src / "zh" / "index.md").write_text(landing("zh", stamp, built), encoding="utf-8")
+    (src / "zh" / "index.md").write_text(landing("zh", stamp["zh"], built), encoding="utf-8")
     html = out / "html"
     shutil.rmtree(html, ignore_errors=True)
     subprocess.run([sys.executable, "-m", "sphinx", "-b", "html", "-q", str(src), str(html)], check=True)

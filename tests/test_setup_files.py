@@ -16,8 +16,10 @@ def test_ci_runs_make_test_then_the_learner_sizes_and_the_site():
     commands = [
         line.strip() for line in script.splitlines() if line.strip() and not line.strip().startswith("#")
     ]
-    assert "export CI=1" in commands and commands[-1] == "make test"
+    assert "export CI=1" in commands and commands[-3:] == ["make test", "make site", "make site-check"]
     make = (ROOT / "Makefile").read_text()
+    assert "-m course_utils.site build" in make[make.index("\nsite:") :].split("\n\n")[0]
+    assert "MLLM_COURSE_SITE=_build/site/html" in make[make.index("\nsite-check:") :].split("\n\n")[0]
     recipe = make[make.index("\ntest-learner:") :].split("\n\n")[0]
     assert (
         "-u CI" in recipe and "-u COURSE_SMOKE" in recipe and "COURSE_THREADS=2" in recipe

@@ -60,6 +60,45 @@ def test_widgets_become_a_sentence_and_a_widget_cells_picture_stays():
     )
 
 
+def test_saved_widget_state_is_dropped_so_no_page_loads_the_widget_scripts():
+    nb = notebook(code("x"))
+    nb["metadata"]["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {"m": {}}}}
+    assert "widgets" not in site.without_widgets(nb, "en")["metadata"]
+    assert "nb_ipywidgets_js = {}" in site.CONF
+
+
+def test_an_app_served_by_the_kernel_becomes_a_sentence_and_printed_text_stays():
+    frame = {"output_type": "display_data", "metadata": {}, "data": {
+        "text/html": ['<div><iframe src="http://127.0.0.1:46065/" width="100%">', "</iframe></div>"],
+        "text/plain": "<IPython.core.display.HTML object>"}}  # fmt: skip
+    printed = {"output_type": "stream", "name": "stdout", "text": "demo running at http://127.0.0.1:46065/\n"}
+    table = {
+        "output_type": "execute_result",
+        "metadata": {},
+        "data": {"text/html": "<table><tr><td>1</td></tr>"},
+    }
+    web = {
+        "output_type": "display_data",
+        "metadata": {},
+        "data": {"text/html": "<img src='//example.org/x.png'>"},
+    }
+    nb = site.without_live_outputs(notebook(code("serve()", [frame, printed, table, web])), "en")
+    outputs = nb["cells"][0]["outputs"]
+    assert outputs[0]["data"] == {"text/markdown": site.LIVE_NOTE["en"]} == outputs[3]["data"]
+    assert outputs[1] == printed and outputs[2] == table
+
+
+def test_links_to_the_readme_land_on_the_landing_page():
+    nb = notebook(
+        markdown(
+            "see [README_zh-CN](../../README_zh-CN.md)、[README](../README.md#setup) and [04](04_x.ipynb)"
+        )
+    )
+    assert site.readme_links_to_landing(nb, "index.md")["cells"][0]["source"] == (
+        "see [README_zh-CN](index.md)、[README](index.md) and [04](04_x.ipynb)"
+    )
+
+
 def test_header_sits_under_the_title_with_the_twin_and_the_download():
     nb = site.header(notebook(markdown("# 03 · LLaVA\n\nbadges"), code("x")), lang="en",
                      twin_doc="zh/03_llava.ipynb", download="downloads/en/03_llava.ipynb", stamp="2026-12-05")  # fmt: skip
