@@ -199,6 +199,10 @@ class NativeChat(_Scoring, TransformersChat):
         super().__init__(model, processor, image_first=image_first)
         self.checkpoint = ckpt
         self.max_tiles = processor.image_processor.max_patches
+        # transformers 5.24 renamed the argument ``past_key_values`` to ``cache`` (the old name warns until 5.40)
+        self._cache_argument = (
+            "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        )
 
     @property
     def language_model(self):
@@ -212,9 +216,7 @@ class NativeChat(_Scoring, TransformersChat):
         return (_cache_of(out), out.logits) if keep_logits else _cache_of(out)
 
     def _continue(self, ids, past):
-        # transformers 5.24 renamed the argument ``past_key_values`` to ``cache`` (the old name warns until 5.40)
-        name = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
-        return self.model(input_ids=ids, use_cache=True, **{name: past}).logits
+        return self.model(input_ids=ids, use_cache=True, **{self._cache_argument: past}).logits
 
 
 def native_processor(folder: Path, max_tiles: int, tokens_per_tile: int):
