@@ -30,7 +30,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import paths
+from . import paths, zh_terms
 
 REQUIRED_KEYS = ("id", "title", "track", "runtime_min", "min_vram_gb")
 KEEP_NOTEBOOK_METADATA = ("course", "course_zh", "kernelspec", "language_info")
@@ -465,7 +465,12 @@ def zh_check(root: Path | None = None) -> tuple[list[str], list[str]]:
         if en_nb is None or zh_nb is None:
             en_nb, zh_nb = _read_nb(en), _read_nb(zh)
         found += zh_problems(en_nb, zh_nb, _rel(zh, root))
+        found += [problem for i, cell in enumerate(zh_nb["cells"]) if cell.get("cell_type") == "markdown"
+                  for problem in zh_terms.problems(cell_text(cell), f"{_rel(zh, root)}: cell {i}")]  # fmt: skip
         links += broken_links(zh_nb, zh, root)
+    readme = root.parent / "README_zh-CN.md"
+    if readme.is_file():
+        found += zh_terms.problems(readme.read_text(encoding="utf-8"), readme.name)
     orphans = sorted(set(notebook_files(root / ZH)) - {zh for _, zh in pairs}) if (root / ZH).is_dir() else []
     found += [
         f"{_rel(p, root)}: no English notebook {_rel(root / p.relative_to(root / ZH), root)}" for p in orphans

@@ -1,0 +1,26 @@
+"""course_utils.zh_terms: one Chinese term per concept, checked by ``nbtools check``."""
+
+from course_utils import nbtools, zh_terms
+
+
+def test_a_variant_is_reported_with_the_glossary_term():
+    found = zh_terms.problems("我们先评估模型，再看连续批处理。", "zh/01: cell 3")
+    assert len(found) == 2 and all(line.startswith("zh/01: cell 3: “") for line in found)
+    assert "评测" in found[0] and "持续批处理" in found[1]
+
+
+def test_a_synonym_named_after_the_term_is_not_a_use():
+    assert zh_terms.problems("持续批处理（也叫连续批处理）与 KV 缓存（键值缓存）；又称连续批处理", "x") == []
+
+
+def test_the_preferred_terms_are_in_the_glossary_and_no_variant_is():
+    chinese_00 = nbtools.read_committed(nbtools.paths.notebooks_dir() / "zh" / "00_welcome_and_setup.ipynb")
+    glossary = next(nbtools.cell_text(c) for c in chinese_00["cells"] if "## 术语表" in nbtools.cell_text(c))
+    for term in zh_terms.VARIANTS.values():
+        assert term.split(" (")[0] in glossary or term.startswith(("mini", "测试集")), term
+    assert zh_terms.problems(glossary, "glossary") == []
+
+
+def test_the_chinese_edition_uses_one_term_per_concept():
+    problems, _ = nbtools.zh_check()
+    assert not [p for p in problems if "the glossary's term is" in p], problems
