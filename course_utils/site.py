@@ -11,8 +11,8 @@ Three steps, one command:
 2. **Twin** every Chinese notebook from its English one: the code cells are the same byte for byte (``nbtools zh``
    checks it), so each Chinese page gets the English run's outputs; nothing runs twice. Each page gets a header: the
    track, sizes and date of the run, the link to its twin in the other language, and the notebook to download
-   (without outputs, as in the repository). Interactive widgets cannot run in a static page: their output becomes a
-   sentence saying so, and so does an app served live from the kernel (07's and 08's Gradio demos).
+   (without outputs, as in the repository). Interactive widgets cannot run in a static page: a training progress bar
+   becomes its text in the last state the run saved, and any other widget a sentence saying it runs in JupyterLab, and so does an app served live from the kernel (07's and 08's Gradio demos).
 3. **Build** the HTML with Sphinx, myst-nb (notebooks as pages, outputs as they were, nothing re-executed) and
    sphinx-book-theme, all from PyPI; MathJax comes from ``sphinx-mathjax-offline``, so a page loads nothing from the
    network. Landing pages hold the syllabus table (``nbtools.syllabus_markdown``, the README's one source).
@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime
+import html
 import json
 import os
 import re
@@ -105,16 +106,44 @@ def twin(english: dict, chinese: dict) -> dict:
     return out
 
 
-def without_widgets(nb: dict, lang: str) -> dict:
-    """Each widget output replaced by a sentence that the widget runs in JupyterLab (a static page cannot run it); a
-    cell that builds widgets but showed only their first picture (what a kernel without a browser displays) keeps the
-    picture, with the sentence after it."""
+def widget_state(nb: dict) -> dict:
+    """The widgets' last state that the execution saved in the notebook's metadata (model id → model)."""
+    saved = nb.get("metadata", {}).get("widgets", {})
+    return saved.get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
+
+
+def progress_bar(state: dict, model_id: str, width: int = 20) -> str | None:
+    """tqdm's notebook bar (an HBox of text, FloatProgress, text) as text, in the last state the run saved, e.g.
+    ``contrastive training: 100%|████████████████████| 1500/1500 [00:21<00:00, 69.53it/s]``; None for any other
+    widget."""
+    children = state.get(model_id, {}).get("state", {}).get("children", [])
+    parts = [state.get(child.removeprefix("IPY_MODEL_"), {}) for child in children]
+    if [part.get("model_name") for part in parts] != ["HTMLModel", "FloatProgressModel", "HTMLModel"]:
+        return None
+    left, bar, right = (part.get("state", {}) for part in parts)
+    done = min(1.0, bar.get("value", 0) / bar["max"]) if bar.get("max") else 0.0
+    filled = "█" * round(done * width) + " " * (width - round(done * width))
+    text = f"{left.get('value', '')}|{filled}|{right.get('value', '')}"
+    return html.unescape(text).replace("\u2007", " ")
+
+
+def without_widgets(nb: dict, lang: str, state: dict | None = None) -> dict:
+    """Widget outputs made static. A progress bar becomes its text in the last state the run saved (``state``, by
+    default the notebook's own, see :func:`widget_state`); any other widget becomes a sentence that it runs in
+    JupyterLab (a static page cannot run it). A cell that builds widgets but showed only their first picture (what a
+    kernel without a browser displays) keeps the picture, with the sentence after it."""
+    state = widget_state(nb) if state is None else state
     note = {"output_type": "display_data", "metadata": {}, "data": {"text/markdown": WIDGET_NOTE[lang]}}
     for cell in nb["cells"]:
         outputs = cell.get("outputs", [])
         widgets = [i for i, output in enumerate(outputs) if WIDGET in output.get("data", {})]
         for i in widgets:
-            outputs[i] = copy.deepcopy(note)
+            text = progress_bar(state, outputs[i]["data"][WIDGET].get("model_id", ""))
+            outputs[i] = (
+                {"output_type": "stream", "name": "stdout", "text": text + "\n"}
+                if text
+                else copy.deepcopy(note)
+            )
         if not widgets and cell["cell_type"] == "code" and "ipywidgets" in _text(cell["source"]):
             outputs.append(copy.deepcopy(note))
     nb.get("metadata", {}).pop("widgets", None)  # saved widget state makes myst-nb load ipywidgets from a CDN
@@ -235,8 +264,9 @@ def build(out: Path, *, sizes: str = "learner", threads: int = 2, only: list[str
         english = json.loads((src / rel).read_text(encoding="utf-8"))
         chinese = json.loads((root / "zh" / rel).read_text(encoding="utf-8"))
         zh_nb = twin(english, chinese)  # its own copy of the outputs, made offline below in Chinese
+        state = widget_state(english)  # the English run's widgets, for both pages
         for lang, nb, dst in (("en", english, src / rel), ("zh", zh_nb, src / "zh" / rel)):
-            without_live_outputs(without_widgets(nb, lang), lang)
+            without_live_outputs(without_widgets(nb, lang, state), lang)
             if lang == "en":
                 download, other = f"{up}downloads/en/{rel.as_posix()}", f"{up}zh/{rel.as_posix()}"
             else:

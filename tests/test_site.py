@@ -60,6 +60,33 @@ def test_widgets_become_a_sentence_and_a_widget_cells_picture_stays():
     )
 
 
+def test_a_progress_bar_becomes_its_last_saved_text_on_both_pages():
+    def model(name, **state):
+        return {"model_name": name, "state": state}
+
+    state = {
+        "box": model("HBoxModel", children=["IPY_MODEL_l", "IPY_MODEL_b", "IPY_MODEL_r"]),
+        "l": model("HTMLModel", value="contrastive\u2007training:\u2007100%"),
+        "b": model("FloatProgressModel", value=1500.0, max=1500.0),
+        "r": model("HTMLModel", value="\u20071500/1500\u2007[00:21&lt;00:00,\u200769.53it/s]"),
+        "slider": model("IntSliderModel", value=3),
+    }
+    bar = {"output_type": "display_data", "data": {site.WIDGET: {"model_id": "box"}, "text/plain": "  0%|"}}
+    slider = {"output_type": "display_data", "data": {site.WIDGET: {"model_id": "slider"}}}
+    english = notebook(code("train()", [bar, slider]))
+    english["metadata"]["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": state}}
+    chinese = site.twin(english, notebook(code("train()")))
+    saved = site.widget_state(english)
+    for nb, lang in ((english, "en"), (chinese, "zh")):
+        outputs = site.without_widgets(nb, lang, saved)["cells"][0]["outputs"]
+        assert (
+            outputs[0]["text"]
+            == f"contrastive training: 100%|{'█' * 20}| 1500/1500 [00:21<00:00, 69.53it/s]\n"
+        )
+        assert outputs[1]["data"] == {"text/markdown": site.WIDGET_NOTE[lang]}
+    assert site.progress_bar(state, "slider") is None and site.progress_bar(state, "missing") is None
+
+
 def test_saved_widget_state_is_dropped_so_no_page_loads_the_widget_scripts():
     nb = notebook(code("x"))
     nb["metadata"]["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {"m": {}}}}
