@@ -179,7 +179,7 @@ def header(nb: dict, *, lang: str, twin_doc: str, download: str, stamp: str) -> 
         text = (f"> Executed on the mini track, CPU, {stamp}. · [中文版]({twin_doc}) · "
                 f"{{download}}`Download this notebook <{download}>` (no outputs) to run it yourself.")  # fmt: skip
     else:
-        text = (f"> 本页输出来自 mini 路线、CPU，{stamp}。 · [English]({twin_doc}) · "
+        text = (f"> 本页输出来自 mini 路线、CPU、{stamp}。 · [English]({twin_doc}) · "
                 f"{{download}}`下载本 notebook <{download}>`（不含输出），自己运行。")  # fmt: skip
     title = nb["cells"][0]
     first, _, rest = _text(title["source"]).partition("\n")
@@ -242,7 +242,7 @@ def build(out: Path, *, sizes: str = "learner", threads: int = 2, only: list[str
     started = time.perf_counter()
     today = datetime.date.today().isoformat()
     stamp = {"en": f"{today}, {'a learner' if sizes == 'learner' else 'CI'}'s sizes",
-             "zh": f"{today}，{'学习者的规模' if sizes == 'learner' else 'CI 的冒烟规模'}"}  # fmt: skip
+             "zh": f"{'学习者的规模' if sizes == 'learner' else 'CI 的冒烟规模'}，{today} 运行"}  # fmt: skip
     src = out / "src"
     shutil.rmtree(src, ignore_errors=True)
     with tempfile.TemporaryDirectory(prefix="mllm-site-") as tmp:
@@ -284,13 +284,13 @@ def build(out: Path, *, sizes: str = "learner", threads: int = 2, only: list[str
     (src / "index.md").write_text(landing("en", stamp["en"], built), encoding="utf-8")
     (src / "zh").mkdir(exist_ok=True)
     (src / "zh" / "index.md").write_text(landing("zh", stamp["zh"], built), encoding="utf-8")
-    html = out / "html"
-    shutil.rmtree(html, ignore_errors=True)
-    subprocess.run([sys.executable, "-m", "sphinx", "-b", "html", "-q", str(src), str(html)], check=True)
+    html_dir = out / "html"
+    shutil.rmtree(html_dir, ignore_errors=True)
+    subprocess.run([sys.executable, "-m", "sphinx", "-b", "html", "-q", str(src), str(html_dir)], check=True)
     minutes = (time.perf_counter() - started) / 60
-    print(f"site built in {minutes:.1f} min: open {html / 'index.html'} "
-          f"(or `python -m http.server -d {html}` and http://127.0.0.1:8000)")  # fmt: skip
-    return html
+    print(f"site built in {minutes:.1f} min: open {html_dir / 'index.html'} "
+          f"(or `python -m http.server -d {html_dir}` and http://127.0.0.1:8000)")  # fmt: skip
+    return html_dir
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,3 +24,9 @@ def test_the_preferred_terms_are_in_the_glossary_and_no_variant_is():
 def test_the_chinese_edition_uses_one_term_per_concept():
     problems, _ = nbtools.zh_check()
     assert not [p for p in problems if "the glossary's term is" in p], problems
+
+
+def test_longer_words_and_half_width_brackets_are_not_uses():
+    text = "我们提示语言模型作答，把训练集与测试集合并。KV 缓存 (键值缓存)"
+    assert zh_terms.problems(text, "x") == []
+    assert "“提示语”" in zh_terms.problems("换一句提示语。", "x")[0]
