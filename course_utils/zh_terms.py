@@ -21,6 +21,7 @@ VARIANTS: dict[str, str] = {
     "测试集合(?!并)": "测试集 (test set)",  # not 测试集合并
     "低秩自适应": "低秩适配 (LoRA)",
     "吞吐率": "吞吐量 (throughput)",
+    "批次大小": "批大小 (batch size)",
 }
 # a variant right after one of these, or in brackets after the term, is a synonym being named, not a use
 SYNONYM_MARKS = ("也叫", "又称", "又叫")
