@@ -11,8 +11,9 @@ Three steps, one command:
 2. **Twin** every Chinese notebook from its English one: the code cells are the same byte for byte (``nbtools zh``
    checks it), so each Chinese page gets the English run's outputs; nothing runs twice. Each page gets a header: the
    track, sizes and date of the run, the link to its twin in the other language, and the notebook to download
-   (without outputs, as in the repository). Interactive widgets cannot run in a static page: a training progress bar
-   becomes its text in the last state the run saved, and any other widget a sentence saying it runs in JupyterLab, and so does an app served live from the kernel (07's and 08's Gradio demos).
+   (without outputs, as in the repository). A static page runs nothing: a training progress bar becomes its text in
+   the last state the run saved; any other widget, and an app served live by the kernel (07's and 08's Gradio demos),
+   becomes a sentence saying it runs in JupyterLab.
 3. **Build** the HTML with Sphinx, myst-nb (notebooks as pages, outputs as they were, nothing re-executed) and
    sphinx-book-theme, all from PyPI; MathJax comes from ``sphinx-mathjax-offline``, so a page loads nothing from the
    network. Landing pages hold the syllabus table (``nbtools.syllabus_markdown``, the README's one source).
@@ -127,25 +128,40 @@ def progress_bar(state: dict, model_id: str, width: int = 20) -> str | None:
     return html.unescape(text).replace("\u2007", " ")
 
 
+def _replace_outputs(nb: dict, replacement) -> None:
+    """Each output for which ``replacement(output)`` gives a new output is swapped for it, in place."""
+    for cell in nb["cells"]:
+        outputs = cell.get("outputs", [])
+        for i, output in enumerate(outputs):
+            outputs[i] = replacement(output) or output
+
+
+def _note(text: str) -> dict:
+    return {"output_type": "display_data", "metadata": {}, "data": {"text/markdown": text}}
+
+
 def without_widgets(nb: dict, lang: str, state: dict | None = None) -> dict:
     """Widget outputs made static. A progress bar becomes its text in the last state the run saved (``state``, by
     default the notebook's own, see :func:`widget_state`); any other widget becomes a sentence that it runs in
     JupyterLab (a static page cannot run it). A cell that builds widgets but showed only their first picture (what a
     kernel without a browser displays) keeps the picture, with the sentence after it."""
     state = widget_state(nb) if state is None else state
-    note = {"output_type": "display_data", "metadata": {}, "data": {"text/markdown": WIDGET_NOTE[lang]}}
+
+    def static(output):
+        if WIDGET not in output.get("data", {}):
+            return None
+        text = progress_bar(state, output["data"][WIDGET].get("model_id", ""))
+        return (
+            {"output_type": "stream", "name": "stdout", "text": text + "\n"}
+            if text
+            else _note(WIDGET_NOTE[lang])
+        )
+
     for cell in nb["cells"]:
-        outputs = cell.get("outputs", [])
-        widgets = [i for i, output in enumerate(outputs) if WIDGET in output.get("data", {})]
-        for i in widgets:
-            text = progress_bar(state, outputs[i]["data"][WIDGET].get("model_id", ""))
-            outputs[i] = (
-                {"output_type": "stream", "name": "stdout", "text": text + "\n"}
-                if text
-                else copy.deepcopy(note)
-            )
-        if not widgets and cell["cell_type"] == "code" and "ipywidgets" in _text(cell["source"]):
-            outputs.append(copy.deepcopy(note))
+        if cell["cell_type"] == "code" and "ipywidgets" in _text(cell["source"]):
+            if not any(WIDGET in output.get("data", {}) for output in cell["outputs"]):
+                cell["outputs"].append(_note(WIDGET_NOTE[lang]))
+    _replace_outputs(nb, static)
     nb.get("metadata", {}).pop("widgets", None)  # saved widget state makes myst-nb load ipywidgets from a CDN
     return nb
 
@@ -154,11 +170,14 @@ def without_live_outputs(nb: dict, lang: str) -> dict:
     """Each HTML output that loads something from a server (Gradio's ``<iframe src="http://127.0.0.1:PORT/">``, or
     anything from the web) replaced by a sentence: the server lived only as long as the run, and a page of this site
     loads nothing from the network. The cell's printed text (the URL, the answers) stays."""
-    note = {"output_type": "display_data", "metadata": {}, "data": {"text/markdown": LIVE_NOTE[lang]}}
-    for cell in nb["cells"]:
-        for i, output in enumerate(cell.get("outputs", [])):
-            if LIVE.search(_text(output.get("data", {}).get("text/html", ""))):
-                cell["outputs"][i] = copy.deepcopy(note)
+    _replace_outputs(
+        nb,
+        lambda output: (
+            _note(LIVE_NOTE[lang])
+            if LIVE.search(_text(output.get("data", {}).get("text/html", "")))
+            else None
+        ),
+    )
     return nb
 
 
