@@ -11,7 +11,7 @@ TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 STAMP := $(VENV)/.course-installed
 PORT ?= 8888
 
-.PHONY: help setup kernel lab test test-learner site site-check lint unit notebooks hygiene strip syllabus doctor bench clean test-full-stack rehearsal
+.PHONY: help setup kernel lab test test-learner site site-check lint unit notebooks hygiene strip syllabus doctor bench clean test-full-stack test-full-stack-lmdeploy test-full-stack-xtuner rehearsal
 
 help:
 	@echo "make lab     set up .venv if missing, register the 'mllm-course' kernel, start JupyterLab on 127.0.0.1:$(PORT)"
@@ -109,18 +109,26 @@ syllabus: setup
 bench: setup
 	$(PY) benchmarks/bench.py
 
-# Run by CI before `make test` (~15 GB of venvs): the two GPU-lab stacks installed on CPU from envs/*.yml, and the
-# course's lmdeploy/XTuner command lines, configs and rehearsal stand-ins checked against the real packages (pipeline
-# creation and training need a GPU).
+# Run by CI before `make test`: the two GPU-lab stacks installed on CPU from envs/*.yml, and the course's
+# lmdeploy/XTuner command lines, configs and rehearsal stand-ins checked against the real packages (pipeline creation
+# and training need a GPU). Each venv takes about 7 GB (a CUDA build of torch and its NVIDIA libraries): the target
+# checks the free disk space first. CI runs the two halves one after the other and removes each venv once checked.
 # The CPU check installs each lab environment's pins from the ordinary registries: it drops the +cuXXX local versions
 # and PyTorch's extra index (download.pytorch.org/whl/cu1xx, not reachable here), so torch and torchvision come as
 # PyPI's build of the same version; tests/test_setup_files.py checks the CUDA pins themselves. deepspeed (a source
 # package) is built against the installed torch, without compiling its CUDA ops (DS_BUILD_OPS=0).
-test-full-stack:
+FULL_STACK_GB ?= 10
+test-full-stack: test-full-stack-lmdeploy test-full-stack-xtuner
+
+test-full-stack-lmdeploy:
+	@test -x .venv-lmdeploy/bin/python || $(PYTHON) tests/full_stack/disk_space.py $(FULL_STACK_GB) .venv-lmdeploy
 	@test -x .venv-lmdeploy/bin/python || $(PYTHON) -m venv .venv-lmdeploy
 	sed -n 's/^ *- \([A-Za-z0-9_.-]*==[^ ]*\)$$/\1/p' envs/lmdeploy.yml | sed 's/+cu[0-9]*$$//' > .venv-lmdeploy/pins.txt
 	.venv-lmdeploy/bin/pip install -r .venv-lmdeploy/pins.txt && .venv-lmdeploy/bin/pip install --no-deps -e .
 	.venv-lmdeploy/bin/python tests/full_stack/check_lmdeploy.py
+
+test-full-stack-xtuner:
+	@test -x .venv-xtuner/bin/python || $(PYTHON) tests/full_stack/disk_space.py $(FULL_STACK_GB) .venv-xtuner
 	@test -x .venv-xtuner/bin/python || $(PYTHON) -m venv .venv-xtuner
 	sed -n 's/^ *- \([A-Za-z0-9_.[-]*\]*==[^ ]*\)$$/\1/p' envs/xtuner.yml | sed 's/^xtuner\[deepspeed\]/xtuner/; s/+cu[0-9]*$$//' | grep -v '^deepspeed' > .venv-xtuner/pins.txt
 	.venv-xtuner/bin/pip install -r .venv-xtuner/pins.txt setuptools wheel && .venv-xtuner/bin/pip install --no-deps -e .

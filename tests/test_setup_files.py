@@ -1,5 +1,6 @@
 """The set-up promises of the README: two commands, CI calls `make test`, the environments agree."""
 
+import importlib.util
 import re
 
 import yaml
@@ -100,3 +101,30 @@ def test_readme_torchvision_advice_stays_out_of_the_lmdeploy_environment():
         for line in text.splitlines():
             if "uninstall" in line and "torchvision" in line:
                 assert "lmdeploy" in line.lower() or "LMDeploy" in line, f"{name}: {line}"
+
+
+def test_ci_checks_both_lab_stacks_one_at_a_time():
+    """Each lab venv is about 7 GB: CI removes one once it is checked, before installing the other."""
+    make = (ROOT / "Makefile").read_text()
+    assert "test-full-stack: test-full-stack-lmdeploy test-full-stack-xtuner" in make
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+
+    def line_of(text):
+        return next(i for i, line in enumerate(ci) if line == text or line.endswith(f"&& {text}"))
+
+    steps = ["make test-full-stack-lmdeploy", "rm -rf .venv-lmdeploy", "make test-full-stack-xtuner"]
+    steps += ["rm -rf .venv-xtuner", "make test"]
+    assert [line_of(step) for step in steps] == sorted(line_of(step) for step in steps)
+
+
+def test_full_stack_disk_check_says_what_to_do(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location(
+        "disk_space", ROOT / "tests" / "full_stack" / "disk_space.py"
+    )
+    disk_space = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(disk_space)
+    venv = str(tmp_path / ".venv-lmdeploy")
+    assert disk_space.main(["disk_space.py", "0", venv]) == 0
+    assert disk_space.main(["disk_space.py", "1e9", venv]) == 1
+    message = capsys.readouterr().err
+    assert "needs about 1e+09 GB of free disk space" in message and "FULL_STACK_GB" in message
