@@ -111,7 +111,7 @@ bench: setup
 
 # Run by CI before `make test`: the two GPU-lab stacks installed on CPU from envs/*.yml, and the course's
 # lmdeploy/XTuner command lines, configs and rehearsal stand-ins checked against the real packages (pipeline creation
-# and training need a GPU). Each venv takes about 7 GB (a CUDA build of torch and its NVIDIA libraries): the target
+# and training need a GPU). Each venv takes 6.5-8.3 GB (a CUDA build of torch and its NVIDIA libraries): the target
 # checks the free disk space first. CI runs the two halves one after the other and removes each venv once checked.
 # The CPU check installs each lab environment's pins from the ordinary registries: it drops the +cuXXX local versions
 # and PyTorch's extra index (download.pytorch.org/whl/cu1xx, not reachable here), so torch and torchvision come as

@@ -104,7 +104,7 @@ def test_readme_torchvision_advice_stays_out_of_the_lmdeploy_environment():
 
 
 def test_ci_checks_both_lab_stacks_one_at_a_time():
-    """Each lab venv is about 7 GB: CI removes one once it is checked, before installing the other."""
+    """Each lab venv is 6.5-8.3 GB: CI removes one once it is checked, before installing the other."""
     make = (ROOT / "Makefile").read_text()
     assert "test-full-stack: test-full-stack-lmdeploy test-full-stack-xtuner" in make
     ci = (ROOT / ".ci" / "run").read_text().splitlines()

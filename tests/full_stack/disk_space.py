@@ -2,8 +2,9 @@
 
     python tests/full_stack/disk_space.py GB VENV
 
-A lab venv holds a CUDA build of torch and its NVIDIA libraries (about 7 GB each, measured in the README). Without
-this check, pip fails halfway through with "[Errno 28] No space left on device" and leaves a half-installed venv.
+A lab venv holds a CUDA build of torch and its NVIDIA libraries (8.3 GB for lmdeploy's, 6.5 GB for XTuner's,
+measured in the README). Without this check, pip fails halfway through with "[Errno 28] No space left on device"
+and leaves a half-installed venv.
 Standard library only: it runs before any venv exists.
 """
 
