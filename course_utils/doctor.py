@@ -345,13 +345,13 @@ def run_labs(gpu: bool | None = None) -> list[Check]:
     import subprocess
     import tempfile
 
-    from . import evaluate, finetune, foodieqa, minifood
+    from . import evaluate, foodieqa, minifood, xtuner_run
 
     gpu = (env.cuda_info() is not None) if gpu is None else gpu
     out = []
     try:
         python = paths.lab_program("xtuner")
-        run = subprocess.run([str(python), "-c", _XTUNER_PROBE, finetune.CONFIG, finetune.CONVERTER],
+        run = subprocess.run([str(python), "-c", _XTUNER_PROBE, xtuner_run.CONFIG, xtuner_run.CONVERTER],
                              capture_output=True, text=True, timeout=600)  # fmt: skip
         last = (run.stdout.strip() or run.stderr.strip() or "no output").splitlines()[-1]
         out.append(Check(OK if run.returncode == 0 else FAIL, "XTuner lab", last,

@@ -197,7 +197,7 @@ def evaluate_model(
 
 def _check_inputs(args) -> list[dict]:
     """Everything that can be wrong before a model is loaded (minutes on a GPU): items, photos, model folder, output."""
-    from . import finetune, foodieqa
+    from . import foodieqa, xtuner_run
 
     items = foodieqa.load_sivqa(args.items)
     for index, item in enumerate(items):
@@ -209,11 +209,11 @@ def _check_inputs(args) -> list[dict]:
     if args.model is not None:
         if not Path(args.model).is_dir():
             raise FileNotFoundError(f"{args.model}: no such model folder")
-        missing = finetune.missing_files(args.model)
+        missing = xtuner_run.missing_files(args.model)
         if missing:
             raise FileNotFoundError(
                 f"{args.model}: not a complete model folder, missing {', '.join(missing)} "
-                "(after convert_to_official.py, run finetune.finalize)"
+                "(after convert_to_official.py, run xtuner_run.finalize)"
             )
     if args.out and Path(args.out).exists() and not args.overwrite:
         raise FileExistsError(f"{args.out} already exists: pass --overwrite to replace it")

@@ -9,7 +9,7 @@ finished run. A wrong name, path or argument in a full-track cell fails here; wh
 xtuner 0.2 accept what the cells produce is checked by ``make test-full-stack``.
 
 08 runs XTuner's training, the converter and LMDeploy's evaluation as programs of the two lab environments, so the
-rehearsal goes through the same ``paths.lab_program`` and ``finetune``/``evaluate`` command lines a class does.
+rehearsal goes through the same ``paths.lab_program`` and ``xtuner_run``/``evaluate`` command lines a class does.
 """
 
 from __future__ import annotations
@@ -117,11 +117,11 @@ def test_08_full_track_rehearsed(tree):
         out[-3000:]
     )
     assert ": converted now" in out and "reused" not in out, out[-3000:]
-    from course_utils import finetune
+    from course_utils import xtuner_run
 
-    state, checkpoint = finetune.training_state(runs)
+    state, checkpoint = xtuner_run.training_state(runs)
     assert state == "finished" and checkpoint.name != "iter_64.pth", (state, checkpoint)
-    assert finetune.converted_from(runs / "merged")["checkpoint"] == checkpoint.name
+    assert xtuner_run.converted_from(runs / "merged")["checkpoint"] == checkpoint.name
     assert "still missing: nothing" in out, out[-3000:]
     assert "FoodieQA held-out" in out, out[-3000:]
     print(f"08: {count} full-track cells executed")

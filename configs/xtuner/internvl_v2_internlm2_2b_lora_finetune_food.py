@@ -5,8 +5,8 @@
 #  environment's python by path: /path/to/env/bin/python -m xtuner.tools.train CONFIG --deepspeed deepspeed_zero2)
 #
 # The paths below are InternStudio's. Elsewhere (or for your own photos), write a copy with your values:
-#   from course_utils import finetune
-#   finetune.configure("my_food.py", path=MODEL_DIR, data_root=IMAGES_DIR, data_path=TRAIN_JSON)
+#   from course_utils import xtuner_run
+#   xtuner_run.configure("my_food.py", path=MODEL_DIR, data_root=IMAGES_DIR, data_path=TRAIN_JSON)
 # The settings are the original InternVL2 lab's (batch 4 x accumulation 2, 10 epochs, lr 3e-5, LoRA r=128); notebook 08 explains them.
 from mmengine.hooks import CheckpointHook, DistSamplerSeedHook, IterTimerHook, LoggerHook, ParamSchedulerHook
 from mmengine.optim import AmpOptimWrapper, CosineAnnealingLR, LinearLR
@@ -23,7 +23,7 @@ from xtuner.utils import PROMPT_TEMPLATE
 
 # ---- what a learner may change -------------------------------------------------------------------------------
 # Plain values only: mmengine parses this file in lazy-import mode, where top-level function calls (os.environ...)
-# and "{{$VAR}}" substitution do not work. `course_utils.finetune.configure(...)` writes a copy with other values.
+# and "{{$VAR}}" substitution do not work. `course_utils.xtuner_run.configure(...)` writes a copy with other values.
 path = "/root/share/new_models/OpenGVLab/InternVL2-2B"
 data_root = "/root/share/datasets/FoodieQA"
 data_path = "/root/share/datasets/FoodieQA/sivqa_llava.json"

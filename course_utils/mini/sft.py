@@ -133,7 +133,7 @@ def train_loop(params, steps, lr, seed, step_fn, desc, progress, after_step=None
     """AdamW with 5 % warm-up and cosine decay; ``params`` may be parameter groups with an ``lr_scale``.
 
     ``after_step(n)`` (optional) is called after step n = 1, 2, …; ``log`` (a list, optional) receives one record per
-    step, ``{"iter", "loss", "lr"}``, the shape of mmengine's training log (``finetune.read_log``).
+    step, ``{"iter", "loss", "lr"}``, the shape of mmengine's training log (``xtuner_run.read_log``).
     """
     from tqdm.auto import tqdm
 

@@ -14,7 +14,7 @@ from mmengine.config import Config
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = (
     ROOT / "configs/xtuner/internvl_v2_internlm2_2b_lora_finetune_food.py"
-)  # = course_utils.finetune.CONFIG
+)  # = course_utils.xtuner_run.CONFIG
 
 
 def main() -> None:
@@ -34,9 +34,9 @@ def main() -> None:
     assert cfg.train_dataloader.dataset.data_paths.endswith("sivqa_llava.json")
 
     # a copy with other values, as notebook 08 writes one for other machines or your own photos
-    from course_utils import finetune
+    from course_utils import xtuner_run
 
-    mine = finetune.configure(ROOT / ".xtuner-check-config.py", str(CONFIG), overwrite=True,
+    mine = xtuner_run.configure(ROOT / ".xtuner-check-config.py", str(CONFIG), overwrite=True,
                               path="/models/InternVL2-2B", data_path="/data/mine.json", lora_rank=16)  # fmt: skip
     try:
         cfg = Config.fromfile(str(mine))
@@ -60,10 +60,10 @@ def _check_commands() -> None:
     from xtuner.configs import cfgs_name_path
     from xtuner.tools import train, utils
 
-    from course_utils import finetune
+    from course_utils import xtuner_run
 
     assert deepspeed.__version__ == "0.16.2", deepspeed.__version__
-    cmd = finetune.train_command(CONFIG, "/tmp/work_dir", python=sys.executable)
+    cmd = xtuner_run.train_command(CONFIG, "/tmp/work_dir", python=sys.executable)
     assert cmd[1:3] == ["-m", "xtuner.tools.train"]
     run = subprocess.run(cmd[:3] + ["--help"], capture_output=True, text=True)
     assert run.returncode == 0 and "--deepspeed" in run.stdout, run.stderr[-2000:]
@@ -77,7 +77,7 @@ def _check_commands() -> None:
         "/tmp/work_dir",
         "deepspeed_zero2",
     ), args
-    resumed = finetune.train_command(
+    resumed = xtuner_run.train_command(
         CONFIG, "/tmp/work_dir", resume="/tmp/work_dir/iter_64.pth", python=sys.executable
     )
     argv, sys.argv = sys.argv, ["train.py", *resumed[3:]]
@@ -112,7 +112,7 @@ def _check_commands() -> None:
 
     xtuner = Path(sys.executable).parent / "xtuner"
     assert xtuner.is_file(), xtuner
-    cmd = finetune.convert_command("cfg.py", "iter_1.pth", "out", python=sys.executable)
+    cmd = xtuner_run.convert_command("cfg.py", "iter_1.pth", "out", python=sys.executable)
     run = subprocess.run(cmd[:3] + ["--help"], capture_output=True, text=True)
     assert run.returncode == 0 and "trained_model_pth" in run.stdout, run.stderr[-2000:]
 

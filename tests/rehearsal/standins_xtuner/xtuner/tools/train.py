@@ -24,7 +24,7 @@ DEEPSPEED = (
 
 
 def settings(config: Path) -> dict:
-    """The config's top-level plain assignments (what ``finetune.configure`` rewrites)."""
+    """The config's top-level plain assignments (what ``xtuner_run.configure`` rewrites)."""
     values = {}
     for node in ast.parse(config.read_text(encoding="utf-8")).body:
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
