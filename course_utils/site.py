@@ -138,6 +138,18 @@ def landing(lang: str, stamp: str, built: list[Path]) -> str:
     return head + trees + "\n"
 
 
+def fix_chinese_search(language_data: Path) -> None:
+    """Make the Chinese site's search run. Sphinx 9.0 indexes Chinese words with jieba and Latin words with the English
+    stemmer, and copies the English stemmer's JavaScript (``sphinx/search/zh.py``: ``js_stemmer_rawcode =
+    'english-stemmer.js'``), but then writes ``window.Stemmer = ChineseStemmer;`` (named after the language,
+    ``sphinx/search/__init__.py``), a name nothing defines: the search page stops with "ChineseStemmer is not
+    defined". Point it at the stemmer that is there."""
+    text = language_data.read_text(encoding="utf-8")
+    language_data.write_text(
+        text.replace("window.Stemmer = ChineseStemmer;", "window.Stemmer = EnglishStemmer;"), encoding="utf-8"
+    )
+
+
 def build(out: Path, *, sizes: str = "learner", threads: int = 2, only: list[str] | None = None) -> Path:
     """Execute, twin and build (see the module docstring); returns the HTML folder."""
     root = paths.notebooks_dir()
@@ -197,6 +209,7 @@ def build(out: Path, *, sizes: str = "learner", threads: int = 2, only: list[str
         doctrees = out / "doctrees" / lang  # outside the folder a teacher uploads
         subprocess.run([sys.executable, "-m", "sphinx", "-b", "html", "-q", "-d", str(doctrees), str(site_dir),
                         str(lang_html)], check=True)  # fmt: skip
+    fix_chinese_search(html_dir / "zh" / "_static" / "language_data.js")
     minutes = (time.perf_counter() - started) / 60
     print(f"site built in {minutes:.1f} min: open {html_dir / 'index.html'} "
           f"(or `python -m http.server -d {html_dir}` and http://127.0.0.1:8000)")  # fmt: skip
