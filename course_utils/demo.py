@@ -31,8 +31,9 @@ import threading
 from pathlib import Path
 
 from . import data, paths
+from .backends import BACKENDS, make_engine
 from .foodieqa import IMAGE_SUFFIXES
-from .infer import BACKENDS, GenConfig, Session, check_response, make_engine
+from .infer import GenConfig, Session, check_response
 
 MAX_UPLOAD = "5mb"
 # The sampling sliders' ranges: inside lmdeploy's limits (temperature in [0, 2], top_p in [0, 1]; infer.LIMITS), and

@@ -244,13 +244,13 @@ def in_subprocess(items_json, image_root, out, *, model=None, backend: str = "lm
 
 
 def main(argv: list[str] | None = None) -> int:
-    from . import foodieqa, infer
+    from . import backends, foodieqa
 
     parser = argparse.ArgumentParser(prog="python -m course_utils.evaluate",
                                      description="Multiple-choice accuracy of a model's generated answers on SIVQA items.")  # fmt: skip
     parser.add_argument("items", help="SIVQA JSON (e.g. the held-out split)")
     parser.add_argument("image_root", help="folder that the items' food_meta.food_file paths are relative to")
-    parser.add_argument("--backend", choices=infer.BACKENDS, default="mini")
+    parser.add_argument("--backend", choices=backends.BACKENDS, default="mini")
     parser.add_argument(
         "--model", help="model folder (lmdeploy default: MLLM_COURSE_MODEL_DIR; mini default: shapes)"
     )
@@ -273,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         from . import env
 
         env.use_course_threads()  # the notebooks' count, so the cached mini model is the one they trained
-    engine = infer.make_engine(args.backend, args.model)
+    engine = backends.make_engine(args.backend, args.model)
     results = evaluate_model(engine, items, args.image_root, args.prompt, args.max_new_tokens)
     for name, result in results.items():
         shown = ", ".join(f"{k} {v:.0%}" for k, v in result["accuracy"].items())

@@ -20,7 +20,8 @@ layout on both backends.
 Two backends: ``TransformersChat`` (mini track: any transformers chat MLLM, the mini InternVL on CPU) and
 ``LMDeployChat`` (full track: InternVL2-2B with lmdeploy 0.18 on a GPU; lmdeploy is imported only when used).
 ``enable_generate`` repairs InternVL2's remote code under transformers >= 4.50 (its ``chat`` baseline in 07);
-``course_utils.serving`` drives lmdeploy's OpenAI-compatible server.
+``course_utils.serving`` drives lmdeploy's OpenAI-compatible server; ``course_utils.backends`` picks an engine by
+name (the ``--backend`` of the demo and the evaluation).
 Introduced in notebook 07.
 """
 
@@ -324,25 +325,3 @@ class LMDeployChat:
         gen = lmdeploy_gen_config(gen_config or GenConfig())
         for out in self.pipe.stream_infer([self._query(prompt, image_first)], gen_config=gen):
             yield check_response(out).text
-
-
-BACKENDS = ("mini", "transformers", "lmdeploy")
-
-
-def make_engine(backend: str, model=None):
-    """A chat engine: "mini" (the mini InternVL on CPU, or a mini model saved in folder ``model``, e.g. notebook 08's
-    fine-tuned one), "transformers" (the real InternVL in ``model`` or ``paths.model_dir()`` through transformers,
-    CPU or GPU: ``realmodel.load``) or "lmdeploy" (InternVL2-2B, or the model folder ``model``, on a GPU)."""
-    if backend == "transformers":
-        from .realmodel import load as load_real
-
-        return load_real(model)
-    if backend == "mini":
-        from .mini import load, load_mini_internvl
-
-        return TransformersChat(*(load("internvl", model) if model else load_mini_internvl()))
-    if backend == "lmdeploy":
-        from . import paths
-
-        return LMDeployChat(model or paths.model_dir())
-    raise ValueError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")

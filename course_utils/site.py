@@ -18,7 +18,7 @@ Three steps, one command:
    sphinx-book-theme, all from PyPI; MathJax comes from ``sphinx-mathjax-offline``, so a page loads nothing from the
    network. Each language is its own Sphinx project (English at the root, Chinese in ``zh/``), so the theme's words,
    the sidebar and the search are in the page's language; links between the two are plain HTML links. Landing pages
-   hold the syllabus table (``nbtools.syllabus_markdown``, the README's one source).
+   hold the syllabus table (``syllabus.syllabus_markdown``, the README's one source).
 
 Why Sphinx + myst-nb rather than Jupyter Book 2: Jupyter Book 2 is a front end to the Node.js ``mystmd`` tool, which
 fetches its HTML theme from the network at build time; this builder must work offline with packages alone.
@@ -38,7 +38,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import nbtools, paths
+from . import paths, syllabus
 from .site_pages import (
     cross_language_links,
     header,
@@ -125,13 +125,13 @@ def landing(lang: str, stamp: str, built: list[Path]) -> str:
         head = ("# MLLM course: from alignment to deploying and fine-tuning InternVL2\n\n"
                 "Every chapter is a Jupyter notebook, shown here with the outputs of one run on the mini track, CPU, "
                 f"{stamp}. To run them, clone the repository and `make lab`. [中文版](zh/index.md)\n\n"
-                "## Syllabus\n\n" + nbtools.syllabus_markdown(link_prefix="", zh_links=True))  # fmt: skip
+                "## Syllabus\n\n" + syllabus.syllabus_markdown(link_prefix="", zh_links=True))  # fmt: skip
         toc = [("Chapters", stems), ("Worked solutions", [f"solutions/{s}" for s in solutions])]
     else:
         head = ("# 多模态大模型课程：从特征对齐到 InternVL2 的部署与微调\n\n"
                 f"每一课都是一个 Jupyter notebook，这里展示的是在 mini 路线、CPU 上运行一次的输出（{stamp}）。"
                 "要自己运行，请克隆仓库后执行 `make lab`。 [English](../index.md)\n\n"
-                "## 课程大纲\n\n" + nbtools.syllabus_markdown_zh(link_prefix="../").replace("(../zh/", "("))  # fmt: skip
+                "## 课程大纲\n\n" + syllabus.syllabus_markdown_zh(link_prefix="../").replace("(../zh/", "("))  # fmt: skip
         toc = [("章节", stems), ("参考答案", [f"solutions/{s}" for s in solutions])]
     trees = "".join(f"\n\n```{{toctree}}\n:hidden:\n:caption: {caption}\n\n" + "\n".join(docs) + "\n```"
                     for caption, docs in toc)  # fmt: skip

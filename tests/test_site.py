@@ -17,13 +17,13 @@ from urllib.parse import quote, urljoin, urlparse
 
 import pytest
 
-from course_utils import nbtools, site
+from course_utils import site, syllabus
 
 
 def test_landing_pages_list_the_syllabus_and_the_built_pages():
     built = [Path("00_welcome_and_setup.ipynb"), Path("solutions/00_welcome_and_setup_solutions.ipynb")]
     english, chinese = site.landing("en", "today", built), site.landing("zh", "today", built)
-    assert nbtools.syllabus_markdown(link_prefix="", zh_links=True) in english and "(zh/index.md)" in english
+    assert syllabus.syllabus_markdown(link_prefix="", zh_links=True) in english and "(zh/index.md)" in english
     assert "](00_welcome_and_setup.ipynb)" in chinese and "(../index.md)" in chinese  # zh/index.md → zh/00_…
     assert "\n00_welcome_and_setup\n```" in english and "solutions/00_welcome_and_setup_solutions" in chinese
 

@@ -1,6 +1,6 @@
 """course_utils.zh_terms: one Chinese term per concept, checked by ``nbtools check``."""
 
-from course_utils import nbtools, zh_terms
+from course_utils import nbfiles, paths, zh_terms, zh_twins
 
 
 def test_a_variant_is_reported_with_the_glossary_term():
@@ -14,15 +14,17 @@ def test_a_synonym_named_after_the_term_is_not_a_use():
 
 
 def test_the_preferred_terms_are_in_the_glossary_and_no_variant_is():
-    chinese_00 = nbtools.read_committed(nbtools.paths.notebooks_dir() / "zh" / "00_welcome_and_setup.ipynb")
-    glossary = next(nbtools.cell_text(c) for c in chinese_00["cells"] if "## 术语表" in nbtools.cell_text(c))
+    chinese_00 = nbfiles.read_committed(paths.notebooks_dir() / "zh" / "00_welcome_and_setup.ipynb")
+    glossary = next(
+        zh_twins.cell_text(c) for c in chinese_00["cells"] if "## 术语表" in zh_twins.cell_text(c)
+    )
     for term in zh_terms.VARIANTS.values():
         assert term.split(" (")[0] in glossary or term.startswith(("mini", "测试集")), term
     assert zh_terms.problems(glossary, "glossary") == []
 
 
 def test_the_chinese_edition_uses_one_term_per_concept():
-    problems, _ = nbtools.zh_check()
+    problems, _ = zh_twins.zh_check()
     assert not [p for p in problems if "the glossary's term is" in p], problems
 
 

@@ -111,9 +111,9 @@ def _check_evaluate() -> None:
     import sys
     import tempfile
 
-    from course_utils import evaluate, foodieqa, minifood
+    from course_utils import backends, evaluate, foodieqa, minifood
 
-    assert "lmdeploy" in infer.BACKENDS
+    assert "lmdeploy" in backends.BACKENDS
     help_ = subprocess.run(
         [sys.executable, "-m", "course_utils.evaluate", "--help"], capture_output=True, text=True
     )
