@@ -11,7 +11,7 @@ TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 STAMP := $(VENV)/.course-installed
 PORT ?= 8888
 
-.PHONY: help setup kernel lab test test-learner site site-check lint unit notebooks hygiene strip syllabus doctor bench clean test-full-stack test-full-stack-lmdeploy test-full-stack-xtuner rehearsal
+.PHONY: help setup kernel lab test test-kernel test-learner site site-check lint unit notebooks hygiene strip syllabus doctor bench clean test-full-stack test-full-stack-lmdeploy test-full-stack-xtuner rehearsal
 
 help:
 	@echo "make lab     set up .venv if missing, register the 'mllm-course' kernel, start JupyterLab on 127.0.0.1:$(PORT)"
@@ -19,12 +19,18 @@ help:
 	@echo "make doctor  check this machine (python -m course_utils.doctor)"
 	@echo "make strip   remove outputs from every notebook before committing"
 	@echo "make bench   set-up and per-notebook timings as a table"
+	@echo "make setup NO_UV=1   the same set-up with pip only (uv, when found or installable, is the default)"
+	@echo "make test-kernel    the notebooks that train, under other CPU kernels (KERNEL=avx2 or default; CI runs avx2)"
 	@echo "make test-learner   the notebooks that train, at a learner's sizes and 2 threads, asserted"
 	@echo "make site    every notebook executed at a learner's sizes, then the website in _build/site/html (CI runs it)"
 	@echo "make rehearsal   the full track of 07, 08 and 09 executed on CPU with stand-ins at the GPU boundary (part of make test)"
 	@echo "make test-full-stack   install the GPU-lab stacks on CPU and check our lmdeploy/XTuner calls against them (CI runs it)"
 
 # ---- set-up: CPU torch first (and no torchvision: it breaks beside CPU torch), then the package with its dev extras ----------------------
+# torch comes through pip (its CPU index, or a wheel this machine's pip configuration finds); the rest through uv when
+# uv is on PATH or installs from PyPI into the venv (35-45 s instead of pip's ~110 s on a cold cache, 2 cores: README),
+# else through pip. Both take the same pins (environment.yml as constraints) and keep the torch installed first.
+UV_VERSION ?= 0.13.9
 $(STAMP): pyproject.toml environment.yml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@sed -n 's/^ *- \([A-Za-z0-9_.-]*==[^ ]*\)$$/\1/p' environment.yml > $(VENV)/constraints.txt
@@ -38,7 +44,19 @@ $(STAMP): pyproject.toml environment.yml
 		echo ">> no NVIDIA driver, CPU index unreachable: installing torch $(TORCH_VERSION) from the configured index"; \
 		$(PY) -m pip install "torch==$(TORCH_VERSION)"; \
 	fi
-	$(PY) -m pip install -c $(VENV)/constraints.txt -e ".[dev]"
+	@$(PY) -c "from importlib.metadata import version; print(version('torch'))" > $(VENV)/torch-build.txt
+	@uv=$$(command -v uv || true); \
+	if [ -z "$$uv" ] && [ -z "$(NO_UV)" ] && $(PY) -m pip install -q "uv==$(UV_VERSION)" >/dev/null 2>&1; then uv=$(VENV)/bin/uv; fi; \
+	if [ -n "$$uv" ] && [ -z "$(NO_UV)" ]; then \
+		echo ">> the course package and its pins with uv ($$($$uv --version))"; \
+		$$uv pip install --python $(PY) -c $(VENV)/constraints.txt -e ".[dev]" \
+			|| { echo ">> uv failed: the same with pip"; $(PY) -m pip install -c $(VENV)/constraints.txt -e ".[dev]"; }; \
+	else \
+		echo ">> the course package and its pins with pip"; \
+		$(PY) -m pip install -c $(VENV)/constraints.txt -e ".[dev]"; \
+	fi
+	@$(PY) -c "from importlib.metadata import version; v = version('torch'); b = open('$(VENV)/torch-build.txt').read().strip(); \
+		assert v == b, f'torch {b} was replaced by {v}: remove $(VENV) and run make setup NO_UV=1'"
 	@touch $(STAMP)
 
 setup: $(STAMP)
@@ -79,6 +97,18 @@ test-learner: setup
 	env -u CI -u COURSE_SMOKE -u COURSE_TRACK -u COURSE_SEED HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 COURSE_THREADS=2 \
 		MLLM_COURSE_CACHE=$$tmp/cache MLLM_COURSE_WORK_DIR=$$tmp/work \
 		$(PY) -m pytest $(LEARNER_NOTEBOOKS:%=notebooks/%.ipynb) --nbval-lax --nbval-current-env -q -ra -p no:xdist \
+		|| status=$$?; rm -rf $$tmp; exit $$status
+
+# Another CPU's rounding (issue 29): the notebooks that assert a trained result, at CI's sizes, with torch's CPU kernels
+# lowered to KERNEL (ATEN_CPU_CAPABILITY: avx2 here rehearses a CPU without AVX-512; default, one without vector
+# kernels) and a cold cache of their own (the cache is keyed by the kernel too). CI runs it after make test.
+KERNEL ?= avx2
+TRAINED_NOTEBOOKS := 01_mllm_and_alignment 02_qformer_blip2 03_llava 05_qformer_vs_mlp 06_internvl 07_lmdeploy_inference 08_xtuner_finetune 09_efficient_deployment
+test-kernel: setup
+	@tmp=$$(mktemp -d); status=0; \
+	ATEN_CPU_CAPABILITY=$(KERNEL) HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 COURSE_SMOKE=1 COURSE_THREADS=1 \
+		MLLM_COURSE_CACHE=$$tmp/cache MLLM_COURSE_WORK_DIR=$$tmp/work \
+		$(PY) -m pytest $(TRAINED_NOTEBOOKS:%=notebooks/%.ipynb) --nbval-lax --nbval-current-env -q -ra -n $(JOBS) --dist loadfile \
 		|| status=$$?; rm -rf $$tmp; exit $$status
 
 # The course as a website (README › The course as a website): every notebook executed at a learner's sizes (2 threads,

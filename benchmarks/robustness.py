@@ -3,6 +3,7 @@
     python benchmarks/robustness.py                      # every asserted notebook, every condition (long: hours)
     python benchmarks/robustness.py 06 08 --jobs 2       # some notebooks, two runs at a time (1-thread runs only)
     python benchmarks/robustness.py --conditions seed1 ci
+    python benchmarks/robustness.py 08 --conditions threads1 seed1 --kernels default avx2 avx512 --jobs 2
     python benchmarks/robustness.py 02 06 --conditions learner --cache /tmp/lw   # then, later, alone:
     python benchmarks/robustness.py 02 06 --conditions warm --cache /tmp/lw
 
@@ -23,6 +24,12 @@ notebooks pass to their training recipes):
 * ``learner2``: the same at 2 threads (``make test-learner``, and what ``make site`` executes in CI; run it alone);
 * ``warm``: CI's sizes after a ``learner`` run filled the same cache (the cache is keyed by the conditions, so this
   must give the ``ci`` numbers).
+
+Kernels (``--kernels``, each crossed with every condition): torch's CPU kernels round differently, the way another
+seed draws differently, so one machine rehearses other CPUs by lowering them at start-up with
+``ATEN_CPU_CAPABILITY``: ``native`` (whatever this CPU runs best; the variable unset), ``avx512``, ``avx2``,
+``default`` (no vectorised kernels). A kernel the CPU lacks runs as the best one it has; the table names the kernel
+each run actually used (``torch.backends.cpu.get_cpu_capability()``).
 """
 
 from __future__ import annotations
@@ -106,7 +113,8 @@ CONDITIONS = {
     "learner2": {"COURSE_SEED": "0", "COURSE_THREADS": "2"},  # `make test-learner`, and `make site` in CI
     "warm": {"CI": "1", "COURSE_SEED": "0"},  # run after "learner", in its cache
 }
-CLEARED = ("CI", "COURSE_SMOKE", "COURSE_THREADS", "COURSE_SEED", "COURSE_TRACK")
+CLEARED = ("CI", "COURSE_SMOKE", "COURSE_THREADS", "COURSE_SEED", "COURSE_TRACK", "ATEN_CPU_CAPABILITY")
+KERNELS = ("native", "avx512", "avx2", "default")
 
 
 def run_one(path: Path) -> None:
@@ -115,14 +123,16 @@ def run_one(path: Path) -> None:
     from nbclient import NotebookClient
 
     name = path.stem
-    probe = ["import json as _json", "_out = {}"]
+    probe = ["import json as _json", "import torch as _torch", "_out = {}"]
     for label, value, threshold in CHECKS[name]:
         limit = threshold if isinstance(threshold, str) else repr(float(threshold))
         probe.append(
             f"try:\n    _out[{label!r}] = [float({value}), float({limit})]\n"
             f"except Exception as _e:\n    _out[{label!r}] = [None, repr(_e)]"
         )
-    probe.append("print('@@' + _json.dumps(_out))")
+    probe.append(
+        "print('@@' + _json.dumps({'values': _out, 'kernel': _torch.backends.cpu.get_cpu_capability()}))"
+    )
     nb = nbformat.read(path, as_version=4)
     nb.cells.append(nbformat.v4.new_code_cell("\n".join(probe)))
     client = NotebookClient(nb, kernel_name="python3", timeout=3600, allow_errors=True,
@@ -134,13 +144,15 @@ def run_one(path: Path) -> None:
     text = "".join(
         o.get("text", "") for o in nb.cells[-1].get("outputs", []) if o.get("output_type") == "stream"
     )
-    found = json.loads(text.split("@@", 1)[1]) if "@@" in text else {}
-    print("@@" + json.dumps({"values": found, "errors": errors}))
+    found = json.loads(text.split("@@", 1)[1]) if "@@" in text else {"values": {}, "kernel": "?"}
+    print("@@" + json.dumps(found | {"errors": errors}))
 
 
-def execute(path: Path, condition: str, cache: Path) -> dict:
+def execute(path: Path, condition: str, kernel: str, cache: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in CLEARED}
     env |= CONDITIONS[condition] | {"MLLM_COURSE_CACHE": str(cache)}
+    if kernel != "native":
+        env["ATEN_CPU_CAPABILITY"] = kernel
     start = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, __file__, "--one", str(path)], env=env, capture_output=True, text=True
@@ -150,6 +162,7 @@ def execute(path: Path, condition: str, cache: Path) -> dict:
     if len(out) < 2:
         return {
             "values": {},
+            "kernel": "?",
             "errors": [f"crashed: {proc.stderr.strip().splitlines()[-1:]}"],
             "seconds": seconds,
         }
@@ -160,6 +173,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("ids", nargs="*", help="notebook id prefixes (default: every notebook that asserts)")
     parser.add_argument("--conditions", nargs="*", default=list(CONDITIONS), choices=list(CONDITIONS))
+    parser.add_argument("--kernels", nargs="*", default=["native"], choices=KERNELS,
+                        help="torch CPU kernels, each crossed with every condition (ATEN_CPU_CAPABILITY)")  # fmt: skip
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time (give 1-thread conditions only)")
     parser.add_argument(
         "--cache", type=Path,
@@ -171,45 +186,67 @@ def main() -> None:
     if args.one:
         return run_one(Path(args.one))
     names = [n for n in CHECKS if not args.ids or any(n.startswith(i) for i in args.ids)]
+    runs = [(c, k) for k in args.kernels for c in args.conditions]
     with tempfile.TemporaryDirectory() as tmp:
-        shared = args.cache or Path(tmp) / "learner-then-warm"
 
         def job(item):
-            name, condition = item
-            cache = shared if condition in ("learner", "warm") else Path(tmp) / f"{name}-{condition}"
-            result = execute(ROOT / "notebooks" / f"{name}.ipynb", condition, cache)
+            name, condition, kernel = item
+            # learner then warm share a cache per kernel (the cache is keyed by the kernel as well)
+            shared = (args.cache or Path(tmp) / "learner-then-warm") / kernel
+            cache = shared if condition in ("learner", "warm") else Path(tmp) / f"{name}-{condition}-{kernel}"
+            result = execute(ROOT / "notebooks" / f"{name}.ipynb", condition, kernel, cache)
+            values = ", ".join(
+                f"{label} {v[0]:.3f}" if v[0] is not None else f"{label} –"
+                for label, v in result["values"].items()
+            )
             print(
-                f"  {name} [{condition}]: {result['errors'] or 'no errors'}, {result['seconds']:.0f} s",
-                file=sys.stderr, flush=True,
+                f"  {name} [{condition}, {kernel} → {result['kernel']}]: {result['errors'] or 'no errors'}, "
+                f"{result['seconds']:.0f} s; {values}", file=sys.stderr, flush=True,
             )  # fmt: skip
             return item, result
 
-        plain = [(n, c) for n in names for c in args.conditions if c not in ("learner", "warm")]
+        plain = [(n, c, k) for n in names for c, k in runs if c not in ("learner", "warm")]
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
             results = dict(pool.map(job, plain))
         for name in names:  # learner first, then warm in the cache it filled, one notebook at a time
-            for condition in ("learner", "warm"):
-                if condition in args.conditions:
-                    results[(name, condition)] = job((name, condition))[1]
-    print("\n| notebook | asserted | condition | value | threshold | margin |\n|---|---|---|---:|---:|---:|")
-    worst = []
+            for kernel in args.kernels:
+                for condition in ("learner", "warm"):
+                    if condition in args.conditions:
+                        results[(name, condition, kernel)] = job((name, condition, kernel))[1]
+    print(
+        "\n| notebook | asserted | condition | kernel | value | threshold | margin |\n|---|---|---|---|---:|---:|---:|"
+    )
+    worst, per_assert = [], {}
     for name in names:
         for label, *_ in CHECKS[name]:
-            for condition in args.conditions:
-                value, threshold = results[(name, condition)]["values"].get(label, [None, "not reached"])
+            for condition, kernel in runs:
+                result = results[(name, condition, kernel)]
+                value, threshold = result["values"].get(label, [None, "not reached"])
+                used = result["kernel"]
                 if value is None:
-                    print(f"| {name[:2]} | {label} | {condition} | – | {threshold} | **not measured** |")
+                    print(
+                        f"| {name[:2]} | {label} | {condition} | {used} | – | {threshold} | **not measured** |"
+                    )
+                    per_assert.setdefault((name, label), []).append((float("-inf"), condition, used))
                     continue
                 margin = value - threshold
-                worst.append((margin, name, label, condition))
+                worst.append((margin, name, label, condition, used))
+                per_assert.setdefault((name, label), []).append((margin, condition, used))
                 flag = " ⚠" if margin <= 0.02 else ""
                 print(
-                    f"| {name[:2]} | {label} | {condition} | {value:.3f} | {threshold:.3f} | {margin:+.3f}{flag} |"
+                    f"| {name[:2]} | {label} | {condition} | {used} | {value:.3f} | {threshold:.3f} | "
+                    f"{margin:+.3f}{flag} |"
                 )
+    print(f"\nSmallest margin per assert, over {len(runs)} runs each (conditions × kernels):\n")
+    print("| notebook | asserted | smallest margin | where | runs |\n|---|---|---:|---|---:|")
+    for (name, label), margins in per_assert.items():
+        margin, condition, used = min(margins)
+        print(f"| {name[:2]} | {label} | {margin:+.3f} | {condition}, {used} | {len(margins)} |")
     if worst:
-        margin, name, label, condition = min(worst)
+        margin, name, label, condition, used = min(worst)
         print(
-            f"\nSmallest margin: {margin:+.3f} ({name[:2]} · {label} · {condition}); ⚠ marks a margin of 0.02 or less."
+            f"\nSmallest margin: {margin:+.3f} ({name[:2]} · {label} · {condition} · {used}); "
+            "⚠ marks a margin of 0.02 or less."
         )
 
 

@@ -1,6 +1,9 @@
 """mini.cache: a trained model is keyed by its recipe *and* the conditions it was trained under, and built once."""
 
+import os
 import random
+import subprocess
+import sys
 import threading
 import time
 
@@ -23,7 +26,27 @@ def test_folder_changes_with_the_thread_count_and_the_recipe(clean_env):
     finally:
         torch.set_num_threads(before)
     assert one.parent == clean_env / "cache" / "models" and one.name.startswith("mini_internvl-")
-    assert set(cache.conditions()) == {"threads", "torch", "transformers"}
+    assert set(cache.conditions()) == {"threads", "cpu_kernel", "torch", "transformers"}
+
+
+def test_another_cpu_kernel_is_another_model(clean_env):
+    """torch picks its CPU kernels at start-up (``ATEN_CPU_CAPABILITY`` lowers them): a model trained with AVX-512
+    kernels rounds differently from one trained with AVX2 or none, so each kernel gets its own folder."""
+    code = (
+        "import torch; from course_utils.mini import cache; "
+        "print(torch.backends.cpu.get_cpu_capability(), cache.folder('mini_internvl', {'steps': 10}))"
+    )
+    seen = {}
+    for kernel in ("default", "avx2"):
+        env = {**os.environ, "ATEN_CPU_CAPABILITY": kernel}
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        )
+        capability, folder = out.stdout.split()
+        seen[capability] = folder
+    if len(seen) < 2:
+        pytest.skip(f"this CPU runs only {list(seen)} kernels")
+    assert len(set(seen.values())) == 2, seen
 
 
 def test_building_lets_one_builder_in_at_a_time(clean_env):

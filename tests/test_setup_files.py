@@ -11,16 +11,25 @@ ROOT = paths.repo_root()
 
 
 def test_ci_runs_make_test_then_the_learner_sizes_and_the_site():
-    """CI calls the README's test command, then the learner-size run that builds the website, then the website's
-    browser test, whose pytest summary line ends the output."""
+    """CI calls the README's test command, then the trained notebooks under torch's AVX2 kernels, then the
+    learner-size run that builds the website, then the website's browser test, whose pytest summary line ends the
+    output."""
     script = (ROOT / ".ci" / "run").read_text()
     commands = [
         line.strip() for line in script.splitlines() if line.strip() and not line.strip().startswith("#")
     ]
-    assert "export CI=1" in commands and commands[-3:] == ["make test", "make site", "make site-check"]
+    assert "export CI=1" in commands and commands[-4:] == [
+        "make test",
+        "KERNEL=avx2 make test-kernel",
+        "make site",
+        "make site-check",
+    ]
     make = (ROOT / "Makefile").read_text()
     assert "-m course_utils.site build" in make[make.index("\nsite:") :].split("\n\n")[0]
     assert "MLLM_COURSE_SITE=_build/site/html" in make[make.index("\nsite-check:") :].split("\n\n")[0]
+    recipe = make[make.index("\ntest-kernel:") :].split("\n\n")[0]
+    assert "ATEN_CPU_CAPABILITY=$(KERNEL)" in recipe and "MLLM_COURSE_CACHE=$$tmp/cache" in recipe
+    assert "08_xtuner_finetune" in make[make.index("TRAINED_NOTEBOOKS :=") :].splitlines()[0]
     recipe = make[make.index("\ntest-learner:") :].split("\n\n")[0]
     assert (
         "-u CI" in recipe and "-u COURSE_SMOKE" in recipe and "COURSE_THREADS=2" in recipe
@@ -41,6 +50,20 @@ def test_makefile_installs_cpu_torch_first_and_no_torchvision():
     assert torch_at < make.index('-e ".[dev]"')
     assert "pip install torchvision" not in make and "torchvision==" not in make
     assert "--nbval-lax --nbval-current-env" in make and "ipykernel install --user --name mllm-course" in make
+
+
+def test_makefile_installs_the_pins_with_uv_and_falls_back_to_pip():
+    """uv when it is on PATH or installs from PyPI (about 3x faster on a cold cache), pip otherwise or when uv fails:
+    both with environment.yml's pins as constraints, both after torch, and torch is not swapped on the way."""
+    make = (ROOT / "Makefile").read_text()
+    recipe = make[make.index("$(STAMP): pyproject.toml environment.yml") :].split("\n\n")[0]
+    uv_at = recipe.index('$$uv pip install --python $(PY) -c $(VENV)/constraints.txt -e ".[dev]"')
+    assert recipe.index('pip install "torch==$(TORCH_VERSION)"') < uv_at
+    assert 'pip install -q "uv==$(UV_VERSION)"' in recipe and "command -v uv" in recipe
+    assert (
+        recipe.count('$(PY) -m pip install -c $(VENV)/constraints.txt -e ".[dev]"') == 2
+    )  # no uv; uv failed
+    assert "torch-build.txt" in recipe and "was replaced by" in recipe
 
 
 def test_environment_yml_pins_every_requirement_of_the_package():

@@ -1,8 +1,10 @@
 """The course cache of trained mini models: one folder per recipe *and* per conditions, built once, under a lock.
 
 A trained model depends on more than its recipe. PyTorch gives different results at different thread counts (each
-bit-reproducible at a fixed count), and a new torch or transformers can change the numerics. So a folder's name hashes
-the recipe together with the conditions it was trained under (torch threads, torch and transformers versions): a model
+bit-reproducible at a fixed count) and with different CPU kernels (``torch.backends.cpu.get_cpu_capability()``:
+AVX512, AVX2 or DEFAULT, which ``ATEN_CPU_CAPABILITY`` can lower), and a new torch or transformers can change the
+numerics. So a folder's name hashes the recipe together with the conditions it was trained under (torch threads, CPU
+kernel, torch and transformers versions): a model
 trained in one mode (a learner's kernel with one thread) is never silently reused in another (CI's two threads), and
 a notebook that asserts a result gets the model its own conditions produce, warm cache or cold.
 
@@ -32,12 +34,13 @@ from .. import paths
 
 
 def conditions() -> dict:
-    """What besides the recipe decides the trained weights: torch's thread count and the library versions."""
+    """What besides the recipe decides the trained weights: torch's thread count, its CPU kernel, the library versions."""
     import torch
     import transformers
 
     return {
         "threads": torch.get_num_threads(),
+        "cpu_kernel": torch.backends.cpu.get_cpu_capability(),
         "torch": torch.__version__,
         "transformers": transformers.__version__,
     }

@@ -129,8 +129,13 @@ def pad_right(rows: list[list[int]], labels: list[list[int]], pad: int) -> dict[
     }
 
 
-def train_loop(params, steps, lr, seed, step_fn, desc, progress, after_step=None, log=None) -> list[float]:
+def train_loop(
+    params, steps, lr, seed, step_fn, desc, progress, after_step=None, log=None, max_norm=None
+) -> list[float]:
     """AdamW with 5 % warm-up and cosine decay; ``params`` may be parameter groups with an ``lr_scale``.
+
+    ``max_norm`` (optional): clip the gradients' global norm to it before each step, as XTuner's configs do
+    (``clip_grad=dict(max_norm=1)``).
 
     ``after_step(n)`` (optional) is called after step n = 1, 2, …; ``log`` (a list, optional) receives one record per
     step, ``{"iter", "loss", "lr"}``, the shape of mmengine's training log (``xtuner_run.read_log``).
@@ -151,6 +156,8 @@ def train_loop(params, steps, lr, seed, step_fn, desc, progress, after_step=None
         loss = step_fn(g)
         opt.zero_grad()
         loss.backward()
+        if max_norm is not None:
+            torch.nn.utils.clip_grad_norm_([p for gr in groups for p in gr["params"]], max_norm)
         lr_now = opt.param_groups[0]["lr"]
         opt.step()
         sched.step()
