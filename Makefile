@@ -86,7 +86,7 @@ hygiene: setup
 JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 test: lint hygiene
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 COURSE_SMOKE=1 COURSE_THREADS=$${COURSE_THREADS:-1} \
-		$(PY) -m pytest notebooks tests --nbval-lax --nbval-current-env -q -ra -n $(JOBS) --dist loadfile
+		$(PY) -m pytest notebooks tests --nbval-lax --nbval-current-env -q -ra -n $(JOBS) --dist loadfile --no-loadscope-reorder
 
 # Learner sizes, asserted (issue 24): the notebooks that train, at the sizes a learner's JupyterLab runs (not CI, no
 # smoke sizes), with 2 torch threads and a cold cache of their own, one notebook at a time. CI runs `make site`
@@ -108,7 +108,7 @@ test-kernel: setup
 	@tmp=$$(mktemp -d); status=0; \
 	ATEN_CPU_CAPABILITY=$(KERNEL) HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 COURSE_SMOKE=1 COURSE_THREADS=1 \
 		MLLM_COURSE_CACHE=$$tmp/cache MLLM_COURSE_WORK_DIR=$$tmp/work \
-		$(PY) -m pytest $(TRAINED_NOTEBOOKS:%=notebooks/%.ipynb) --nbval-lax --nbval-current-env -q -ra -n $(JOBS) --dist loadfile \
+		$(PY) -m pytest $(TRAINED_NOTEBOOKS:%=notebooks/%.ipynb) --nbval-lax --nbval-current-env -q -ra -n $(JOBS) --dist loadfile --no-loadscope-reorder \
 		|| status=$$?; rm -rf $$tmp; exit $$status
 
 # The course as a website (README › The course as a website): every notebook executed at a learner's sizes (2 threads,

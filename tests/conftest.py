@@ -52,13 +52,3 @@ def fake_env():
         return folder
 
     return make
-
-
-def pytest_collection_modifyitems(config, items):
-    """nbval waits 5 s for a cell's output messages once the cell has finished, and fails the cell when they come
-    later. On two busy cores (two pytest workers, each with a kernel, one of them training) the messages of a cell that
-    printed progress bars were measured arriving later than that (03 cell 6 in make test): wait up to 60 s. This hook is
-    global (pytest calls it for every item collected, the notebooks' cells included)."""
-    for item in items:
-        if hasattr(item, "output_timeout"):
-            item.output_timeout = 60
