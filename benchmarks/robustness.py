@@ -90,7 +90,7 @@ CHECKS = {
     ],
     "08_xtuner_finetune": [
         ("after LoRA, log-lik", 'after["all"]', 0.85),
-        ("before LoRA below 0.5 (margin = 0.5 - value)", '1 - before["all"]', 0.5),
+        ("before LoRA below 0.5 (value: 1 - before)", '1 - before["all"]', 0.5),
     ],
     "09_efficient_deployment": [
         ("fp32 baseline", "baseline", 0.85),

@@ -78,6 +78,31 @@ def test_a_qformer_connector_trains_and_generates_with_its_own_token_count(untra
     assert set(acc) == {"colour", "size", "all"} and 0 <= acc["all"] <= 1
 
 
+def test_projector_lr_scale_gives_the_projector_its_own_learning_rate(untrained_clip, monkeypatch):
+    """Notebook 05 fine-tunes its stage-1 Q-Former at a tenth of the rate: the optimiser's groups say so, and a scale of
+    1 builds exactly the optimiser of a run without the option."""
+    seen = []
+    real = sft.train_loop
+
+    def recording(groups, *args, **kwargs):  # train_loop pops each group's lr_scale: record them first
+        seen.append([({id(p) for p in g["params"]}, g.get("lr_scale", 1.0)) for g in groups])
+        return real(groups, *args, **kwargs)
+
+    monkeypatch.setattr(sft, "train_loop", recording)
+    model, processor = L.build_mini_llava(recipe=TINY)
+    chats = sft.Conversations(processor, data.make_shapes(4, image_size=48))
+    projector = {id(p) for p in model.model.multi_modal_projector.parameters()}
+    for scale in (1.0, 0.1):
+        sft.set_trainable(model, ["projector", "llm"])
+        sft.train_stage(
+            model, chats, 1, lr=1e-3, batch_size=2, seed=0, progress=False, projector_lr_scale=scale
+        )
+    plain, scaled = seen
+    assert len(plain) == 1 and projector <= plain[0][0] and plain[0][1] == 1.0
+    assert [scale for _, scale in scaled] == [1.0, 0.1] and scaled[1][0] == projector
+    assert not projector & scaled[0][0]
+
+
 def test_set_trainable_and_train_stage_refuse_bad_requests(untrained_clip):
     model, processor = L.build_mini_llava(recipe=TINY)
     with pytest.raises(ValueError, match="unknown part"):

@@ -219,11 +219,13 @@ def set_trainable(model, trainable: Iterable[str]) -> dict[str, int]:
 
 def train_stage(
     model, chats: Conversations, steps: int, *, lr: float, batch_size: int, seed: int,
-    vision_lr_scale: float = 1.0, desc: str = "train", progress: bool = True, probe=None,
+    vision_lr_scale: float = 1.0, projector_lr_scale: float = 1.0, desc: str = "train", progress: bool = True,
+    probe=None,
 ) -> list[float]:  # fmt: skip
     """Train the currently trainable parameters on ``chats`` (``batch_size`` answers per step); returns the losses.
 
-    A trainable vision tower gets ``vision_lr_scale`` × the learning rate. ``probe=(every, fn)`` calls ``fn(step)``
+    A trainable vision tower gets ``vision_lr_scale`` × the learning rate, the projector ``projector_lr_scale`` × (a
+    pretrained connector fine-tuned gently: notebook 05's stage-1 Q-Former). ``probe=(every, fn)`` calls ``fn(step)``
     in eval mode without gradients at step 0 and every ``every`` steps (e.g. to record accuracy while training).
     The model is left in eval mode with every parameter trainable again.
     """
@@ -242,12 +244,19 @@ def train_stage(
         return model(**chats.sample(batch_size, g)).loss
 
     vision = {id(p) for p in model.model.vision_tower.parameters()}
+    # a scale of 1 leaves the projector in the first group (the same optimiser as before the option existed)
+    projector = (
+        {id(p) for p in model.model.multi_modal_projector.parameters()}
+        if projector_lr_scale != 1.0
+        else set()
+    )
     trainable = [p for p in model.parameters() if p.requires_grad]
     if not trainable:
         raise ValueError("nothing to train: call set_trainable(model, [...]) with at least one part first")
     groups = [
-        {"params": [p for p in trainable if id(p) not in vision]},
+        {"params": [p for p in trainable if id(p) not in vision and id(p) not in projector]},
         {"params": [p for p in trainable if id(p) in vision], "lr_scale": vision_lr_scale},
+        {"params": [p for p in trainable if id(p) in projector], "lr_scale": projector_lr_scale},
     ]
     groups = [g for g in groups if g["params"]]
     losses = train_loop(groups, steps, lr, seed, step, desc, progress, after_step=look)
