@@ -20,7 +20,13 @@ OpenGVLab/InternVL's code, whose inference paths are the published files'):
 6. InternVL2-2B's ``InternLM2ForCausalLM`` has no ``generate`` since transformers 4.50 (OpenGVLab/InternVL issue
    1068), and transformers 5's ``generate`` passes the cache as ``cache=`` and grows full-length ``position_ids`` that
    the remote ``prepare_inputs_for_generation`` never slices ("Attention weights should be of size (1, H, 1, N+1)"):
-   ``enable_generate`` fixes all three.
+   ``enable_generate`` fixes all three;
+7. InternVL2-1B's ``chat`` fails on its first answer with "got multiple values for keyword argument 'return_dict'":
+   the 2024 ``InternVLChatModel.generate`` hands ``return_dict=None`` to ``language_model.generate`` (OpenGVLab/InternVL
+   ``modeling_internvl_chat.py`` of the 2.0 release; the 2.5 code dropped it), and its LLM, transformers' own
+   ``Qwen2ForCausalLM``, forwards the unknown argument to ``forward``, which transformers 5 calls with
+   ``return_dict=True`` already. (InternVL2-2B's remote ``prepare_inputs_for_generation`` drops it.)
+   ``enable_generate`` lets that ``generate`` drop it too (``forward`` returns a dict either way).
 
 ``load(folder, dtype)`` applies them in order. Nothing in the downloaded folder is edited. Used by
 ``course_utils.realmodel`` (notebooks 07–09); ``enable_generate`` also by notebook 07's full-track baseline.
@@ -133,6 +139,18 @@ def _prepare_for_remote(prepare):
     return prepare_inputs_for_generation
 
 
+def _without_return_dict(generate):
+    """``generate`` without the ``return_dict`` argument (failure 7): generation calls ``forward`` with
+    ``return_dict=True`` itself, so a second one from the remote code can only collide."""
+
+    @functools.wraps(generate)
+    def generate_without_return_dict(*args, **kwargs):
+        kwargs.pop("return_dict", None)
+        return generate(*args, **kwargs)
+
+    return generate_without_return_dict
+
+
 def enable_generate(model):
     """Give a remote-code model's language model a working ``generate`` (failure 6); returns ``model``. Idempotent.
 
@@ -142,8 +160,9 @@ def enable_generate(model):
     language model to a subclass that adds ``GenerationMixin`` after its own bases (what transformers' auto classes
     do for the top-level class of remote code), keeps the remote code's tuple KV cache (no ``DynamicCache``), hands
     it that cache and no ``position_ids`` (``_prepare_for_remote``; without it every step re-reads the prompt, or
-    fails on the second token), and gives it a ``generation_config``. A transformers LLM (InternVL2-1B's Qwen2) is
-    left as it is.
+    fails on the second token), and gives it a ``generation_config``. A transformers LLM (InternVL2-1B's Qwen2) keeps
+    its class; its ``generate`` (on this instance only) drops the ``return_dict`` that the remote code passes (failure
+    7).
     """
     from transformers import GenerationConfig, GenerationMixin
 
@@ -167,6 +186,8 @@ def enable_generate(model):
             body["_tied_weights_keys"] = {key: source for key in tied}
         bases = (cls,) if isinstance(lm, GenerationMixin) else (cls, GenerationMixin)
         lm.__class__ = type(cls.__name__, bases, body)
+    if native and "generate" not in vars(lm):
+        lm.generate = _without_return_dict(lm.generate)
     if getattr(lm, "generation_config", None) is None:
         lm.generation_config = GenerationConfig.from_model_config(lm.config)
     return model

@@ -133,3 +133,56 @@ def test_enable_generate_is_idempotent_and_leaves_transformers_models_alone(fold
     native = Qwen2ForCausalLM(Qwen2Config(vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
                                           num_attention_heads=2, num_key_value_heads=1))  # fmt: skip
     assert type(remote_code.enable_generate(native)) is Qwen2ForCausalLM
+
+
+@pytest.fixture(scope="module")
+def qwen2_folder(tmp_path_factory) -> Path:
+    """InternVL2-1B's layout: the same remote code with transformers' Qwen2 as the LLM."""
+    return laptop.write_remote(tmp_path_factory.mktemp("remote-qwen2") / "InternVL2-1B-tiny", llm="qwen2")
+
+
+def _chat(model, folder, question, history=None, **generation):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    pixels = torch.zeros(1, 3, 448, 448)
+    return model.chat(tokenizer, pixels if history is None else None, question,
+                      dict(max_new_tokens=4, **generation), history=history, return_history=True)  # fmt: skip
+
+
+def test_internvl2_1b_chat_fails_on_return_dict_without_the_repair(qwen2_folder):
+    """The remote ``generate`` passes ``return_dict=None``; transformers' Qwen2 forwards it to ``forward``."""
+    from transformers import Qwen2ForCausalLM
+
+    model = remote_code.load(qwen2_folder, torch.float32)
+    assert type(model.language_model) is Qwen2ForCausalLM  # the class is left alone
+    del model.language_model.generate  # undo the repair: the class's own generate
+    with pytest.raises(TypeError, match="multiple values for keyword argument 'return_dict'"):
+        _chat(model, qwen2_folder, "what is it?")
+
+
+@pytest.mark.parametrize(
+    "generation", [{"do_sample": False}, {"do_sample": True, "temperature": 0.8, "top_p": 0.9}]
+)
+def test_internvl2_1b_chats_greedy_sampled_and_multi_turn(qwen2_folder, generation):
+    model = remote_code.load(qwen2_folder, torch.float32)
+    torch.manual_seed(0)
+    answer, history = _chat(model, qwen2_folder, "what is it?", **generation)
+    again, history = _chat(model, qwen2_folder, "and its colour?", history=history, **generation)
+    assert isinstance(answer, str) and isinstance(again, str) and len(history) == 2
+    remote_code.enable_generate(model)  # idempotent: not wrapped twice
+    assert model.language_model.generate.__wrapped__.__self__ is model.language_model
+
+
+def test_internvl2_1b_answers_through_the_course_engine(qwen2_folder):
+    from course_utils import realmodel
+    from course_utils.infer import GenConfig
+
+    engine = realmodel.load(qwen2_folder)
+    photo = __import__("PIL.Image", fromlist=["Image"]).new("RGB", (640, 480), "red")
+    session = engine.chat(("What is in this photo?", photo), gen_config=GenConfig(max_new_tokens=4))
+    session = engine.chat(
+        "And its colour?", session=session, gen_config=GenConfig(max_new_tokens=4, temperature=0.8)
+    )
+    text_only = engine.chat("Hello", gen_config=GenConfig(max_new_tokens=4))
+    assert len(session.history) == 2 and isinstance(text_only.response.text, str)

@@ -31,8 +31,10 @@ MODEL = "share/new_models/OpenGVLab/InternVL2-2B"
 FOODIEQA = "share/datasets/FoodieQA"
 
 
-def write_model(folder: Path) -> Path:
-    """A model folder shaped like InternVL2-2B's, with the course's stand-in remote code."""
+def write_model(folder: Path, llm: str = "internlm2") -> Path:
+    """A model folder shaped like InternVL2-2B's (``llm="internlm2"``: InternLM2, remote code) or InternVL2-1B's
+    (``llm="qwen2"``: transformers' Qwen2 inside the same remote code, the ``Hermes-2`` template), with the course's
+    stand-in remote code."""
     import importlib.util
 
     from course_utils import remote_code
@@ -52,7 +54,16 @@ def write_model(folder: Path) -> Path:
     sys.modules[package] = module
     spec.loader.exec_module(module)
     modeling = __import__(f"{package}.modeling_internvl_chat", fromlist=["*"])
-    config = modeling.InternVLChatConfig(llm_config={"vocab_size": len(tokenizer), "hidden_size": 32})
+    if llm == "qwen2":  # the fields of InternVL2-1B's llm_config that matter here, shrunk
+        llm_config = {"architectures": ["Qwen2ForCausalLM"], "vocab_size": len(tokenizer), "hidden_size": 32,
+                      "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+                      "num_key_value_heads": 2, "max_position_embeddings": 8192, "tie_word_embeddings": False,
+                      "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id}  # fmt: skip
+        config = modeling.InternVLChatConfig(llm_config=llm_config, template="Hermes-2")
+    elif llm == "internlm2":
+        config = modeling.InternVLChatConfig(llm_config={"vocab_size": len(tokenizer), "hidden_size": 32})
+    else:
+        raise ValueError(f"llm: 'internlm2' or 'qwen2', not {llm!r}")
     config.architectures = ["InternVLChatModel"]
     config.auto_map = {
         "AutoConfig": "configuration_internvl_chat.InternVLChatConfig",

@@ -19,9 +19,10 @@ from pathlib import Path
 import internstudio
 
 
-def write_remote(folder: Path) -> Path:
-    """InternVL2's original layout with the stand-in remote code (``internstudio.write_model``)."""
-    return internstudio.write_model(Path(folder))
+def write_remote(folder: Path, llm: str = "internlm2") -> Path:
+    """InternVL2's original layout with the stand-in remote code (``internstudio.write_model``): InternVL2-2B's
+    InternLM2 LLM, or InternVL2-1B's Qwen2 with ``llm="qwen2"``."""
+    return internstudio.write_model(Path(folder), llm=llm)
 
 
 def write_native(folder: Path, seed: int = 0) -> Path:
@@ -68,9 +69,11 @@ def write_native(folder: Path, seed: int = 0) -> Path:
 
 
 def build(root: Path) -> dict[str, Path]:
-    """Both formats under ``root``: ``{"native": folder, "remote": folder}``."""
+    """Both formats under ``root``: ``{"native": folder, "remote": folder, "remote-qwen2": folder}`` (the original
+    format with InternVL2-2B's LLM, and with InternVL2-1B's)."""
     root = Path(root)
     return {
         "native": write_native(root / "InternVL-tiny-hf"),
         "remote": write_remote(root / "InternVL2-tiny"),
+        "remote-qwen2": write_remote(root / "InternVL2-1B-tiny", llm="qwen2"),
     }

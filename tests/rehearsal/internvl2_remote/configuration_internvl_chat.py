@@ -1,9 +1,10 @@
 """Stand-in for InternVL2's remote ``configuration_internvl_chat.py`` in the CPU rehearsal and the laptop track's
-tests (course-written, not InternVL's code): ``InternVLChatConfig`` with ``vision_config``, ``llm_config``,
-``template`` and the tiling settings, at a size that runs in a second on a CPU.
+tests (course-written, not InternVL's code): ``InternVLChatConfig`` with ``vision_config``, ``llm_config`` (an
+InternLM2 or a Qwen2 config, by the LLM's ``architectures``), ``template`` and the tiling settings, at a size that runs
+in a second on a CPU.
 """
 
-from transformers import PretrainedConfig
+from transformers import PretrainedConfig, Qwen2Config
 
 
 class InternLM2Config(PretrainedConfig):
@@ -57,7 +58,15 @@ class InternVLChatConfig(PretrainedConfig):
         llm_config = (
             llm_config.to_dict() if isinstance(llm_config, PretrainedConfig) else dict(llm_config or {})
         )
-        self.llm_config = InternLM2Config(**llm_config)
+        # InternVL2-1B's LLM is Qwen2 (transformers' own classes), InternVL2-2B's InternLM2 (remote), chosen by the
+        # architecture its config names, as the published code does
+        architecture = (llm_config.get("architectures") or ["InternLM2ForCausalLM"])[0]
+        if architecture == "Qwen2ForCausalLM":
+            self.llm_config = Qwen2Config(**llm_config)
+        elif architecture == "InternLM2ForCausalLM":
+            self.llm_config = InternLM2Config(**llm_config)
+        else:
+            raise ValueError(f"Unsupported architecture: {architecture}")
         self.template = template
         self.force_image_size = force_image_size
         self.downsample_ratio = downsample_ratio

@@ -11,7 +11,14 @@ repairs them; these files let CI prove it):
 * ``InternLM2ForCausalLM`` is a ``PreTrainedModel`` that defines ``prepare_inputs_for_generation`` (InternLM2's: the
   cache as ``past_key_values``, ``position_ids`` taken as given) but does not inherit ``GenerationMixin``: since
   transformers 4.50 it has no ``generate`` (OpenGVLab/InternVL issue 1068);
-* the KV cache is a tuple of per-layer ``(key, value)`` tensors of shape (batch, kv_heads, tokens, head_dim).
+* the KV cache is a tuple of per-layer ``(key, value)`` tensors of shape (batch, kv_heads, tokens, head_dim);
+* ``generate`` passes ``return_dict=None`` (its own argument's default) to ``language_model.generate``, as the
+  InternVL 2.0 release does (OpenGVLab/InternVL ``modeling_internvl_chat.py`` at 0dc48a2, 2024-07-19; dropped in the
+  2.5 code, 2024-12-17). An InternLM2 LLM ignores it; InternVL2-1B's Qwen2, transformers' own class, forwards it to
+  its ``forward``, which transformers 5 already calls with ``return_dict=True``: "got multiple values for keyword
+  argument 'return_dict'";
+* the LLM is the class its config's ``architectures`` names: transformers' ``Qwen2ForCausalLM`` (InternVL2-1B) or the
+  remote ``InternLM2ForCausalLM`` (InternVL2-2B).
 
 The interface: ``chat(tokenizer, pixel_values, question, generation_config, history, return_history)`` builds the
 prompt with ``get_conv_template(self.template)`` and ``<img>`` + 256 ``<IMG_CONTEXT>`` per 448-px tile + ``</img>``;
@@ -26,7 +33,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from timm.models.layers import DropPath
 from torch import nn
-from transformers import PreTrainedModel
+from transformers import PreTrainedModel, Qwen2ForCausalLM
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 
 from .configuration_internvl_chat import InternLM2Config, InternVLChatConfig
@@ -205,7 +212,13 @@ class InternVLChatModel(PreTrainedModel):
         self.mlp1 = nn.Sequential(
             nn.LayerNorm(vision["hidden_size"]), nn.Linear(vision["hidden_size"], hidden)
         )
-        self.language_model = InternLM2ForCausalLM(config.llm_config)
+        architecture = config.llm_config.architectures[0]
+        if architecture == "Qwen2ForCausalLM":
+            self.language_model = Qwen2ForCausalLM(config.llm_config)
+        elif architecture == "InternLM2ForCausalLM":
+            self.language_model = InternLM2ForCausalLM(config.llm_config)
+        else:
+            raise NotImplementedError(f"{architecture} is not implemented.")
         self.template = config.template
         self.system_message = get_conv_template(self.template).system_message
         self.img_context_token_id = None  # no post_init(), like the published 2024 code
@@ -268,8 +281,23 @@ class InternVLChatModel(PreTrainedModel):
         return (response, history) if return_history else response
 
     @torch.no_grad()
-    def generate(self, pixel_values=None, input_ids=None, attention_mask=None, **generate_kwargs):
+    def generate(
+        self,
+        pixel_values=None,
+        input_ids=None,
+        attention_mask=None,
+        generation_config=None,
+        output_hidden_states=None,
+        return_dict=None,
+        **generate_kwargs,
+    ):
         embeds = self._embeds(pixel_values, input_ids)
         return self.language_model.generate(
-            inputs_embeds=embeds, attention_mask=attention_mask, **generate_kwargs
+            inputs_embeds=embeds,
+            attention_mask=attention_mask,
+            generation_config=generation_config,
+            output_hidden_states=output_hidden_states,
+            return_dict=return_dict,
+            use_cache=True,
+            **generate_kwargs,
         )
