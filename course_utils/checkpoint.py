@@ -126,6 +126,31 @@ def safetensors_header(path: Path) -> dict:
     return header
 
 
+# Besides config and weights, what loading reads: the tokenizer (its settings and one vocabulary file), and for the
+# native format the image processor and the chat template; the original format's remote code builds both itself.
+VOCABULARY_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
+CHAT_TEMPLATE_FILES = ("chat_template.jinja", "chat_template.json")
+
+
+def missing_files(folder: Path, fmt: str) -> list[str]:
+    """The tokenizer and processor files a ``fmt`` folder lacks (a download that stopped after the weights)."""
+    folder = Path(folder)
+    missing = [] if (folder / "tokenizer_config.json").is_file() else ["tokenizer_config.json"]
+    if not any((folder / name).is_file() for name in VOCABULARY_FILES):
+        missing.append(" or ".join(VOCABULARY_FILES))
+    if fmt == "native":
+        if not (folder / "preprocessor_config.json").is_file():
+            missing.append("preprocessor_config.json")
+        in_tokenizer = "tokenizer_config.json" not in missing and "chat_template" in json.loads(
+            (folder / "tokenizer_config.json").read_text(encoding="utf-8")
+        )
+        if not in_tokenizer and not any((folder / name).is_file() for name in CHAT_TEMPLATE_FILES):
+            missing.append(" or ".join(CHAT_TEMPLATE_FILES))
+    elif not (folder / "conversation.py").is_file():
+        missing.append("conversation.py")
+    return missing
+
+
 def _llm_numbers(text: dict) -> tuple[int, int, int]:
     layers = text["num_hidden_layers"]
     heads = text["num_attention_heads"]
@@ -180,6 +205,10 @@ def inspect(folder) -> Checkpoint:
         tile = vision["image_size"][0] if isinstance(vision["image_size"], list) else vision["image_size"]
         patch = vision["patch_size"][0] if isinstance(vision["patch_size"], list) else vision["patch_size"]
         max_tiles = 12
+    missing = missing_files(folder, fmt)
+    if missing:
+        raise CheckpointError(f"{folder} has its weights but not {', '.join(missing)} (a download that stopped early): "
+                              "download the model again, every file and not only *.safetensors")  # fmt: skip
     layers, kv_heads, head_dim = _llm_numbers(text)
     tokens = int((tile // patch) ** 2 * config.get("downsample_ratio", 0.5) ** 2)
     return Checkpoint(

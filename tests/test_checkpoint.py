@@ -258,6 +258,51 @@ def test_remote_without_code(folders, tmp_path):
     assert "modeling_*.py" in str(info.value) and "InternVLChatModel" in str(info.value)
 
 
+HALF_DOWNLOADS = {  # what a download that stopped after the weights lacks, and what the sentence must name
+    "native": (["tokenizer_config.json", "tokenizer.json", "vocab.json", "preprocessor_config.json",
+                "processor_config.json", "chat_template.jinja"],
+               ["tokenizer_config.json", "tokenizer.json or", "preprocessor_config.json", "chat_template.jinja or"]),
+    "remote": (["tokenizer_config.json", "tokenizer.json", "tokenizer.model", "vocab.json", "conversation.py"],
+               ["tokenizer_config.json", "tokenizer.model", "conversation.py"]),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_half_downloaded_folder_names_the_missing_files(folders, tmp_path, fmt):
+    """Weights and config but no tokenizer or processor files: one sentence from inspect (and so from doctor), not
+    an AttributeError deep inside the loader ("Qwen2Tokenizer has no attribute start_image_token")."""
+    from course_utils import doctor
+
+    folder = copy(folders[fmt], tmp_path)
+    removed, named = HALF_DOWNLOADS[fmt]
+    for name in removed:
+        (folder / name).unlink(missing_ok=True)
+    with pytest.raises(checkpoint.CheckpointError, match="download the model again") as info:
+        checkpoint.inspect(folder)
+    assert all(n in str(info.value) for n in named), str(info.value)
+    check = doctor.check_model(folder)
+    assert check.status != doctor.OK and "tokenizer_config.json" in check.detail, check
+    with pytest.raises(checkpoint.CheckpointError):
+        load(folder)
+
+
+def test_each_missing_file_is_named_alone(folders, tmp_path):
+    """One file missing at a time: inspect names exactly that one; a chat template inside tokenizer_config.json
+    counts as the template."""
+    for name in ("preprocessor_config.json", "chat_template.jinja", "tokenizer_config.json"):
+        folder = copy(folders["native"], tmp_path / name)
+        (folder / name).unlink()
+        with pytest.raises(checkpoint.CheckpointError, match=name.replace(".", r"\.")):
+            checkpoint.inspect(folder)
+    folder = copy(folders["native"], tmp_path / "inline")
+    template = (folder / "chat_template.jinja").read_text(encoding="utf-8")
+    (folder / "chat_template.jinja").unlink()
+    config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+    config["chat_template"] = template
+    (folder / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
+    assert checkpoint.inspect(folder).format == "native"
+
+
 # --- check_fits ---------------------------------------------------------------------------------------------------
 
 
