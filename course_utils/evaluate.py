@@ -17,7 +17,8 @@ bracket that invites the letter. ``question_only`` is the layout the fine-tune t
 InternVL2's ChatML template; every engine here is asked with ``image_first=True`` so that evaluation sees the image
 where training put it (lmdeploy would put it after a ``(text, image)`` prompt's text). What still differs: XTuner adds
 its own system prompt ("You are an AI assistant whose name is InternLM (书生·浦语).", ``TRAINING_SYSTEM``), which
-lmdeploy's template for InternVL2-2B (the model folder's chat template) does not send.
+lmdeploy's template for InternVL2-2B (the model folder's chat template) does not send, and its InternLM2 template
+writes no newline after ``<|im_end|>`` (``<|im_end|><|im_start|>assistant``) where the chat template writes one.
 
 The same evaluation runs from the command line, so that notebook 08 (course kernel) can evaluate InternVL2-2B inside
 the LMDeploy environment and read the result back as JSON:
