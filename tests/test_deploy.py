@@ -238,6 +238,21 @@ def test_zero_point_is_a_code_of_the_range():
 # --- LMDeploy command lines ---------------------------------------------------------------------------------------
 
 
+def test_auto_awq_runs_online_in_an_environment_with_datasets():
+    """lmdeploy's calibration loads wikitext2 with `datasets` from the Hub (lmdeploy/lite/utils/calib_dataloader.py):
+    the LMDeploy environment pins datasets, and auto_awq's environment drops the course's offline switches."""
+    from pathlib import Path
+
+    import yaml
+
+    spec = yaml.safe_load((Path(__file__).parents[1] / "envs" / "lmdeploy.yml").read_text(encoding="utf-8"))
+    pins = next(d["pip"] for d in spec["dependencies"] if isinstance(d, dict))
+    assert any(p.startswith("datasets==") for p in pins), pins
+    kernel = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+              "HF_ENDPOINT": "https://mirror.example", "PATH": "/bin"}  # fmt: skip
+    assert engines.auto_awq_env(kernel) == {"HF_ENDPOINT": "https://mirror.example", "PATH": "/bin"}
+
+
 def test_lmdeploy_commands():
     model = "/root/share/new_models/OpenGVLab/InternVL2-2B"
     argv = engines.auto_awq_command(model, "/tmp/out")

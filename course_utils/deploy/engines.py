@@ -46,6 +46,19 @@ def auto_awq_command(model_dir, work_dir, *, w_bits: int = 4, w_group_size: int 
                             "--trust-remote-code"] + (["--search-scale"] if search_scale else [])  # fmt: skip
 
 
+# what course_utils.env.init sets so that nothing downloads while the notebooks run
+OFFLINE_SWITCHES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
+
+
+def auto_awq_env(environ=None) -> dict[str, str]:
+    """The environment for ``auto_awq_command``: the course kernel's (``environ``, default ``os.environ``) without the
+    offline switches, because lmdeploy loads its calibration texts with ``datasets.load_dataset`` from the Hugging Face
+    Hub (``lmdeploy/lite/utils/calib_dataloader.py``; wikitext2 by default) and fails offline. ``HF_ENDPOINT`` (a
+    mirror, where huggingface.co cannot be reached) passes through."""
+    environ = dict(os.environ if environ is None else environ)
+    return {k: v for k, v in environ.items() if k not in OFFLINE_SWITCHES}
+
+
 def gpu_memory_free_gb() -> float | None:
     """GPU memory free on device 0, or None without CUDA."""
     import torch

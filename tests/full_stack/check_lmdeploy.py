@@ -72,7 +72,20 @@ def main() -> None:
     _check_deploy_commands(standin)
     _check_client(standin)
     _check_enable_generate()
+    _check_calibration_imports()
     print("lmdeploy full-stack check: OK")
+
+
+def _check_calibration_imports() -> None:
+    """`lmdeploy lite auto_awq` (notebook 09) imports datasets for its calibration texts: it imports here, with the
+    names lmdeploy's loader uses."""
+    from lmdeploy.lite.utils import calib_dataloader
+
+    source = inspect.getsource(calib_dataloader.get_calib_loaders)
+    assert "from datasets import VerificationMode, load_dataset" in source, source[:400]
+    from datasets import VerificationMode, load_dataset  # noqa: F401
+
+    print("calibration: datasets imports as lmdeploy's calib_dataloader needs")
 
 
 def _check_mini_refused() -> None:

@@ -69,9 +69,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def auto_awq(args) -> None:
+    import os
+
     from .pipeline import check_model_folder
 
     check_model_folder(args.model, args.trust_remote_code)
+    # lmdeploy/lite/utils/calib_dataloader.py: `from datasets import load_dataset`, then load_dataset("wikitext", ...)
+    # from the Hub; datasets and huggingface_hub refuse to go online when one of these is "1"/"ON"/"YES"/"TRUE"
+    offline = [
+        k
+        for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+        if os.environ.get(k, "").upper() in ("1", "ON", "YES", "TRUE")
+    ]
+    if offline:
+        raise SystemExit(f"ConnectionError: Couldn't reach 'wikitext' on the Hub ({offline[0]} is set): "
+                         "the calibration texts cannot load")  # fmt: skip
     out = Path(args.work_dir)
     shutil.copytree(args.model, out, dirs_exist_ok=True)
     config = json.loads((out / "config.json").read_text())
