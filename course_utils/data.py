@@ -268,5 +268,5 @@ MINI_FOOD_DISHES: tuple[tuple[str, str, str, str], ...] = (
 )
 
 # The original InternVL2 lab's training target (its process_food.py) joins the correct choice and the dish name with
-# this phrase.
-ANSWER_PHRASE = "，图中的菜是"
+# this phrase (defined with FoodieQA's schema).
+from .sivqa import ANSWER_PHRASE  # noqa: E402, F401

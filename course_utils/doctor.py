@@ -18,7 +18,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import env, paths
+from . import cuda_builds, env, paths
+from .cuda_builds import driver_cuda
+from .cuda_builds import torch_cuda_of as env_torch_cuda
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 MIN_PYTHON = (3, 10)
@@ -151,6 +153,12 @@ def check_torchvision() -> Check | None:
 
 def check_gpu() -> Check:
     gpu = env.cuda_info()
+    seen = cuda_builds.driver_gpu() if gpu is None else None
+    if (
+        seen is not None
+    ):  # nvidia-smi sees one that this kernel's torch cannot use (the "kernel torch" line says why)
+        return Check(WARN, "GPU", f"{seen[0]}, {seen[1]:.1f} GiB (nvidia-smi), but not usable from this kernel's torch",
+                     "see the kernel torch line; the lab environments are checked on their own")  # fmt: skip
     if gpu is None:
         return Check(WARN, "GPU", "no CUDA GPU: the mini track runs on CPU; the labs' full track needs an NVIDIA GPU",
                      "nothing to do for the mini track; use InternStudio (50 % A100) for the full track")  # fmt: skip
@@ -235,31 +243,6 @@ def check_kernels(kernels: set[str] | None = None, gpu: bool | None = None) -> l
     return out
 
 
-def driver_cuda() -> tuple[int, int] | None:
-    """The highest CUDA version the NVIDIA driver supports ("CUDA Version: 12.2" in ``nvidia-smi``), or None."""
-    import subprocess
-
-    try:
-        out = subprocess.run(["nvidia-smi"], capture_output=True, text=True, timeout=30).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    m = re.search(r"CUDA Version:\s*(\d+)\.(\d+)", out)
-    return (int(m.group(1)), int(m.group(2))) if m else None
-
-
-def env_torch_cuda(python) -> str | None:
-    """``torch.version.cuda`` in the environment of ``python`` ("" for a CPU build; None when torch does not import)."""
-    import subprocess
-
-    code = "import torch; print(torch.version.cuda or '')"
-    try:
-        run = subprocess.run([str(python), "-c", code], capture_output=True, text=True, timeout=300)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return run.stdout.strip().splitlines()[-1] if run.returncode == 0 and run.stdout.strip() else (
-        "" if run.returncode == 0 else None)  # fmt: skip
-
-
 def check_torch_cuda(lab: str, torch_cuda: str | None, driver: tuple[int, int] | None) -> Check:
     """A lab environment's torch build against the driver: a CUDA 13 build on a CUDA 12.x driver cannot start."""
     label, fix = (
@@ -292,11 +275,28 @@ def check_xtuner_launcher(env_dir: Path, path: str | None = None) -> Check:
                  f"use the command notebook 08 prints ({own} -m xtuner.tools.train ...), or activate the environment first")  # fmt: skip
 
 
+def check_kernel_torch(torch_cuda: str | None, driver: tuple[int, int] | None) -> Check | None:
+    """The course kernel's own torch build against the driver (on a machine with an NVIDIA driver; else None). PyPI's
+    torch 2.13 is a CUDA 13 build: on a CUDA 12 driver (InternStudio) this kernel runs on the CPU."""
+    if driver is None:
+        return None
+    problem = cuda_builds.build_problem(torch_cuda, driver)
+    if problem is None:
+        return Check(
+            OK, "kernel torch", f"CUDA {torch_cuda} build, driver supports CUDA {driver[0]}.{driver[1]}"
+        )
+    return Check(WARN, "kernel torch",
+                 f"{problem}: this kernel runs on the CPU (the mini track; 08 and 09 run their GPU work in the lab "
+                 "environments, which doctor checks below); the transformers track on this GPU needs a CUDA 12 build",
+                 "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cu126")  # fmt: skip
+
+
 def check_lab_envs(gpu: bool | None = None, driver: tuple[int, int] | None = None) -> list[Check]:
-    """The two GPU-lab environments (found by ``paths.lab_env``); missing ones are warned about only with a GPU. With a
-    GPU, each environment's torch CUDA build is compared with the driver (``check_torch_cuda``)."""
-    gpu = (env.cuda_info() is not None) if gpu is None else gpu
-    driver = (driver_cuda() if gpu else None) if driver is None else driver
+    """The two GPU-lab environments (found by ``paths.lab_env``); missing ones are warned about only on a GPU machine
+    (the kernel sees a GPU, or ``nvidia-smi`` reports a driver: the kernel's own torch may be a build the driver cannot
+    run). There, each environment's torch CUDA build is compared with the driver (``check_torch_cuda``)."""
+    driver = driver_cuda() if driver is None and gpu is not False else driver
+    gpu = (env.cuda_info() is not None or driver is not None) if gpu is None else gpu
     out = []
     for lab in paths.LAB_ENVS:
         try:
@@ -320,6 +320,10 @@ def run_checks() -> list[Check]:
     if tv:
         checks.append(tv)
     checks.append(check_gpu())
+    import torch
+
+    kernel = check_kernel_torch(torch.version.cuda or "", driver_cuda())
+    checks += [kernel] if kernel else []
     checks.append(check_model())
     problem = paths.foodieqa_problem()
     checks.append(Check(OK, "FoodieQA", str(paths.foodieqa_dir())) if problem is None else

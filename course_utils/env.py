@@ -15,8 +15,8 @@
 Track selection, from the environment variables:
 
 * ``COURSE_TRACK=mini``, ``transformers`` or ``full`` forces a track; ``auto`` (the default) picks ``full`` when a
-  CUDA GPU, LMDeploy (``lmdeploy_problem``) *and* the assets the notebook needs exist (the model folder; for 08 also
-  FoodieQA), else ``transformers`` when the model folder exists, else ``mini``.
+  CUDA GPU (``gpu_problem``: for 08 and 09, one the lab environments' torch can use), LMDeploy (``lmdeploy_problem``)
+  *and* the assets the notebook needs exist (the model folder; for 08 also FoodieQA), else ``transformers`` when the model folder exists, else ``mini``.
 * ``COURSE_SMOKE=1`` gives the mini track's *smoke* sizes (``pick(..., smoke=...)``), CI's small sizes (``make test``
   sets it; a learner's JupyterLab keeps the mini sizes).
 * ``CI`` set to a true value (``1``, ``true``) means mini with smoke sizes, unless
@@ -95,6 +95,33 @@ def lmdeploy_problem(notebook_id: str = "") -> str | None:
     return None
 
 
+# Notebooks whose full-track GPU work runs in the lab environments, not in their own kernel (cuda_builds' docstring)
+LAB_GPU_ENVS = {"08": ("xtuner", "lmdeploy"), "09": ("lmdeploy",)}
+
+
+def gpu_problem(notebook_id: str = "") -> str | None:
+    """Why this notebook's full track has no GPU to run on, or None. 08 and 09 ask the lab environments they run their
+    GPU work in (their torch build against the driver, ``cuda_builds``): on InternStudio the course kernel's own
+    torch, a CUDA 13 build, cannot see the GPU that the lab environments' CUDA 12 builds use. Without those
+    environments, and for every other notebook, the kernel's own torch decides (``cuda_info``)."""
+    found = []
+    for lab in LAB_GPU_ENVS.get(notebook_id, ()):
+        try:
+            found.append((lab, paths.lab_env(lab) / "bin" / "python"))
+        except FileNotFoundError:
+            continue
+    if not found:
+        return None if cuda_info() is not None else "no CUDA GPU"
+    from . import cuda_builds
+
+    driver = cuda_builds.driver_cuda()
+    for lab, python in found:
+        problem = cuda_builds.build_problem(cuda_builds.torch_cuda_of(python), driver)
+        if problem:
+            return f"no GPU for {paths.LAB_ENVS[lab]} ({problem}; python -m course_utils.doctor says how to fix it)"
+    return None
+
+
 def choose_track(notebook_id: str = "") -> tuple[str, str]:
     """Return ``(track, reason)`` following the rules in this module's docstring."""
     requested = os.environ.get("COURSE_TRACK", "auto").strip().lower() or "auto"
@@ -111,7 +138,8 @@ def choose_track(notebook_id: str = "") -> tuple[str, str]:
         if weights is None:
             return "transformers", "COURSE_TRACK=transformers: model weights found"
         return "mini", f"COURSE_TRACK=transformers requested but {weights}: falling back to mini"
-    problems = [] if cuda_info() is not None else ["no CUDA GPU"]
+    gpu = gpu_problem(notebook_id)
+    problems = [gpu] if gpu else []
     for name in FULL_TRACK_ASSETS.get(notebook_id, ("model",)):
         problem = _asset_problem(name)
         if problem:

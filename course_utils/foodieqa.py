@@ -43,6 +43,7 @@ from .sivqa import (  # noqa: F401
     load_sivqa,
     validate_item,
 )
+from .sivqa_llava import from_llava, load_folder  # noqa: F401  (the original lab's converted file, choices rebuilt)
 
 
 def answer_text(item: dict) -> str:

@@ -28,7 +28,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from . import sivqa
+from . import sivqa, sivqa_llava
 
 DEFAULT_MODEL_DIR = "/root/share/new_models/OpenGVLab/InternVL2-2B"
 DEFAULT_FOODIEQA_DIR = "/root/share/datasets/FoodieQA"
@@ -94,22 +94,19 @@ def model_dir_ready(path: Path | None = None) -> bool:
 def foodieqa_problem(path: Path | None = None) -> str | None:
     """Why notebook 08's full track cannot use the FoodieQA folder ``path`` (default ``foodieqa_dir()``), or None.
 
-    08 needs the raw SIVQA file (``sivqa_tidy.json`` in lyan62/FoodieQA; its items carry the four choices and the
-    answer) and every photo its items name. The converted ``sivqa_llava.json`` that the original InternVL2 lab left on
-    InternStudio is not enough on its own: it has no choices to score the model on before and after.
+    08 reads FoodieQA's raw SIVQA file (``sivqa_tidy.json`` in lyan62/FoodieQA: the four choices and the answer) or,
+    where only the original InternVL2 lab's converted ``sivqa_llava.json`` is there (InternStudio's share), that file
+    with its wrong choices rebuilt (``sivqa_llava.from_llava``); and every photo its items name.
     """
     path = foodieqa_dir() if path is None else Path(path)
     try:
-        found = sivqa.find_sivqa(path)
-        items = sivqa.load_sivqa(found)
+        items, found, left_out = sivqa_llava.load_folder(path)
     except sivqa.FoodieQAError as err:
-        converted = sorted(path.glob("**/*_llava.json")) if path.is_dir() else []
-        if converted:
-            return (f"{path} holds only the converted {converted[0].name}, without FoodieQA's raw sivqa_tidy.json "
-                    "(choices and answers) that notebook 08 splits and scores: put sivqa_tidy.json and its images "
-                    "there, or point MLLM_COURSE_FOODIEQA_DIR at a full copy")  # fmt: skip
         return str(err)
     if not items:
+        if left_out:
+            return (f"{found}: no question has four distinct answers among its {left_out} samples, so no wrong "
+                    "choices can be rebuilt: put FoodieQA's raw sivqa_tidy.json there")  # fmt: skip
         return f"{found}: no items"
     missing = [
         it["food_meta"]["food_file"]
@@ -124,7 +121,7 @@ def foodieqa_problem(path: Path | None = None) -> str | None:
 
 def foodieqa_ready(path: Path | None = None) -> bool:
     """True when ``path`` (default ``foodieqa_dir()``) holds what notebook 08's full track uses: FoodieQA's raw SIVQA
-    file and its photos (``foodieqa_problem`` says what is missing otherwise)."""
+    file or the original lab's converted one, and its photos (``foodieqa_problem`` says what is missing otherwise)."""
     return foodieqa_problem(path) is None
 
 

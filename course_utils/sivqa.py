@@ -20,6 +20,10 @@ from pathlib import Path
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 
+# The original InternVL2 lab's training target (its process_food.py) joins the correct choice and the dish name with
+# this phrase: "<choice>，图中的菜是<dish>".
+ANSWER_PHRASE = "，图中的菜是"
+
 
 class FoodieQAError(ValueError):
     """Bad SIVQA input: the message names the file or item and the field, and says what to fix."""
@@ -65,8 +69,8 @@ def validate_item(item, index: int = 0) -> dict:
     return item
 
 
-def load_sivqa(path) -> list[dict]:
-    """Read and validate a SIVQA JSON file (a list of items)."""
+def read_json_list(path, what: str = "SIVQA items") -> list:
+    """A UTF-8 JSON file holding a list, or a ``FoodieQAError`` that names the file and what is wrong with it."""
     path = Path(path)
     if not path.is_file():
         raise FoodieQAError(
@@ -82,8 +86,13 @@ def load_sivqa(path) -> list[dict]:
     except UnicodeDecodeError:
         raise FoodieQAError(f"{path}: not UTF-8 text") from None
     if not isinstance(items, list):
-        raise FoodieQAError(f"{path}: expected a JSON list of SIVQA items, got a {type(items).__name__}")
-    return [validate_item(item, i) for i, item in enumerate(items)]
+        raise FoodieQAError(f"{path}: expected a JSON list of {what}, got a {type(items).__name__}")
+    return items
+
+
+def load_sivqa(path) -> list[dict]:
+    """Read and validate a SIVQA JSON file (a list of items)."""
+    return [validate_item(item, i) for i, item in enumerate(read_json_list(path))]
 
 
 def find_sivqa(root) -> Path:

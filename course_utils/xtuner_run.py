@@ -89,7 +89,7 @@ def convert_command(config, checkpoint, out_dir, *, python="python") -> list[str
 
 
 def last_checkpoint(work_dir) -> Path | None:
-    """The newest ``iter_N.pth`` in ``work_dir`` (a file, or a folder when trained with DeepSpeed), or None."""
+    """The newest ``iter_N.pth`` in ``work_dir`` (a file or a DeepSpeed folder: ``xtuner_checkpoint``), or None."""
     found = [(int(p.stem[5:]), p) for p in Path(work_dir).glob("iter_*.pth") if p.stem[5:].isdigit()]
     return max(found)[1] if found else None
 
@@ -104,6 +104,24 @@ def _stamp(checkpoint: Path) -> dict:
     """What identifies a checkpoint: its name, and the newest modification time in it (a file, or a DeepSpeed folder)."""
     files = [checkpoint, *checkpoint.rglob("*")] if checkpoint.is_dir() else [checkpoint]
     return {"checkpoint": checkpoint.name, "mtime": max(f.stat().st_mtime for f in files)}
+
+
+def set_aside(work_dir) -> Path:
+    """Move the checkpoints of an unfinished run that cannot be resumed (``xtuner_checkpoint.resume_problem``) into a
+    new ``set_aside_K/`` folder of ``work_dir``, so that training starts again from iteration 0 without losing them.
+    Returns that folder."""
+    import shutil
+
+    work_dir = Path(work_dir)
+    k = 1
+    while (work_dir / f"set_aside_{k}").exists():
+        k += 1
+    aside = work_dir / f"set_aside_{k}"
+    aside.mkdir()
+    for path in [*work_dir.glob("iter_*.pth"), work_dir / "last_checkpoint", work_dir / FINISHED]:
+        if path.exists():
+            shutil.move(str(path), str(aside / path.name))
+    return aside
 
 
 def mark_finished(work_dir) -> Path:

@@ -210,3 +210,48 @@ def test_model_that_does_not_fit_is_a_warning_with_the_numbers(clean_env, monkey
     monkeypatch.setattr(doctor.env, "cuda_info", lambda: None)
     check = doctor.check_model(folder, available=10**6)
     assert check.status == doctor.WARN and "GB" in check.detail and "InternVL2-1B" in check.fix
+
+
+def test_course_kernel_torch_against_the_driver():
+    """InternStudio: PyPI's torch 2.13 (CUDA 13) in the course kernel on a CUDA 12.2 driver runs on the CPU."""
+    assert doctor.check_kernel_torch("13.0", None) is None  # no NVIDIA driver: nothing to compare
+    mismatch = doctor.check_kernel_torch("13.0", (12, 2))
+    assert mismatch.status == "WARN" and "cu126" in mismatch.fix and "lab environments" in mismatch.detail
+    assert doctor.check_kernel_torch("12.6", (12, 2)).status == "OK"
+    assert doctor.check_kernel_torch("", (12, 2)).status == "WARN"  # a CPU build on a GPU machine
+
+
+def test_lab_environments_are_checked_where_only_nvidia_smi_sees_the_gpu(
+    clean_env, no_conda, monkeypatch, tmp_path, fake_env
+):
+    """The course kernel's torch cannot see the GPU (gpu unknown), but the driver is there: the lab environments'
+    builds are compared with it (they used to be skipped)."""
+    monkeypatch.setattr(doctor.env, "cuda_info", lambda: None)
+    monkeypatch.setenv("MLLM_COURSE_LMDEPLOY_ENV", str(fake_env(tmp_path / "lm")))
+    monkeypatch.setattr(doctor, "env_torch_cuda", lambda python: "12.8")
+    checks = doctor.check_lab_envs(driver=(12, 2))
+    assert ("lmdeploy torch", "OK") in [(c.label, c.status) for c in checks], checks
+
+
+def test_build_problem_follows_minor_version_compatibility():
+    from course_utils import cuda_builds
+
+    assert (
+        cuda_builds.build_problem("12.8", (12, 2)) is None
+        and cuda_builds.build_problem("12.1", (13, 0)) is None
+    )
+    assert "driver supports CUDA 12.2" in cuda_builds.build_problem("13.0", (12, 2))
+    assert "CPU-only" in cuda_builds.build_problem("", (12, 2)) and "import" in cuda_builds.build_problem(
+        None, (12, 2)
+    )
+    assert "nvidia-smi" in cuda_builds.build_problem("12.8", None)
+
+
+def test_driver_gpu_reads_nvidia_smi(tmp_path, monkeypatch):
+    from course_utils import cuda_builds
+
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text('#!/bin/sh\necho "NVIDIA A100-SXM4-80GB, 81920"\n')
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert cuda_builds.driver_gpu() == ("NVIDIA A100-SXM4-80GB", 80.0)

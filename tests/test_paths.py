@@ -47,14 +47,21 @@ def test_readiness_checks(clean_env, tmp_path, monkeypatch):
 
 
 def test_foodieqa_ready_means_what_notebook_08_uses(tmp_path):
-    """Presence and use agree: the raw SIVQA file with every photo, not the original lab's converted JSON alone."""
+    """Presence and use agree: the raw SIVQA file, or the original lab's converted JSON (InternStudio's share) when
+    its questions have enough distinct answers to rebuild the choices, with every photo."""
     from course_utils import foodieqa, minifood
 
     data = tmp_path / "FoodieQA"
     items = minifood.make_minifood(data, dishes=4, photos_per_dish=1, image_size=16)
-    foodieqa.write_json(foodieqa.convert(items), data / "sivqa_llava.json")  # what the original lab leaves
-    problem = paths.foodieqa_problem(data)
-    assert not paths.foodieqa_ready(data) and "only the converted sivqa_llava.json" in problem
+    few = [it for it in items if it["question_type"] == "food_name"][
+        :3
+    ]  # 3 dishes: 3 distinct answers, not 4
+    foodieqa.write_json(foodieqa.convert(few), data / "sivqa_llava.json")
+    assert not paths.foodieqa_ready(data) and "four distinct answers" in paths.foodieqa_problem(data)
+    foodieqa.write_json(
+        foodieqa.convert(items), data / "sivqa_llava.json", overwrite=True
+    )  # what the lab leaves
+    assert paths.foodieqa_ready(data), paths.foodieqa_problem(data)
     foodieqa.write_json(items, data / "sivqa_tidy.json")
     assert paths.foodieqa_ready(data) and paths.foodieqa_problem(data) is None
     (data / items[0]["food_meta"]["food_file"]).unlink()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -129,25 +130,41 @@ def tree(tmp_path_factory) -> dict[str, str]:
 
 
 def test_07_full_track_rehearsed(tree):
-    env = tree
+    env = dict(tree)  # 07 runs in the LMDeploy environment's kernel, with its torch build
+    env["MLLM_COURSE_REHEARSAL_TORCH_CUDA"] = internstudio.declared_cuda(ROOT / "envs" / "lmdeploy.yml")
     nb = rehearse("07_lmdeploy_inference.ipynb", env)
     count = check_full_track(nb, "07")
     print(f"07: {count} full-track cells executed")
 
 
-def test_08_full_track_rehearsed(tree):
+@pytest.mark.parametrize("original_lab", [False, True], ids=["course", "original-lab"])
+def test_08_full_track_rehearsed(tree, tmp_path, original_lab):
     """08's full track, starting where a run that died after iter_64.pth left off (with a merged/ folder converted from
-    that checkpoint): the training cell must resume it, and the conversion cell convert the finished run again."""
-    env = tree
+    that checkpoint): the training cell must resume a checkpoint in the layout the course's config writes; in the
+    original lab's setting (its plain-file checkpoint, which --resume cannot read, and InternStudio's share holding
+    only the converted sivqa_llava.json) it sets the checkpoint aside, trains anew and scores rebuilt choices. The
+    conversion cell converts the finished run again."""
+    env = dict(tree)
     runs = Path(env["MLLM_COURSE_WORK_DIR"]) / "08_xtuner"
-    internstudio.write_interrupted_run(runs)
+    shutil.rmtree(runs, ignore_errors=True)
+    save_optimizer = not original_lab
+    if original_lab:
+        env["MLLM_COURSE_FOODIEQA_DIR"] = str(
+            internstudio.write_foodieqa(tmp_path / "FoodieQA", converted_only=True)
+        )
+    internstudio.write_interrupted_run(runs, save_optimizer=save_optimizer)
     nb = rehearse("08_xtuner_finetune.ipynb", env, leave_out=mini_only_cells)
     count = check_full_track(nb, "08")
     assert sorted(runs.glob("iter_*.pth")), "no XTuner checkpoint written"
     out = "".join(text_of(c) for c in nb.cells)
-    assert "iter_64.pth is from a run that did not finish: resuming from it" in out and "--resume" in out, (
-        out[-3000:]
-    )
+    if save_optimizer:
+        assert (
+            "iter_64.pth is from a run that did not finish: resuming from it" in out and "--resume" in out
+        ), out[-3000:]
+    else:
+        assert "training again from iteration 0" in out and "--resume" not in out, out[-3000:]
+        assert (runs / "set_aside_1" / "iter_64.pth").is_file()
+        assert "sivqa_llava.json holds no wrong choices" in out, out[:3000]
     assert ": converted now" in out and "reused" not in out, out[-3000:]
     from course_utils import xtuner_run
 
@@ -184,16 +201,46 @@ def test_mini_only_cells_are_the_mini_lora_and_its_uses():
         mini_only_cells(nb)
 
 
-def test_08_needs_the_raw_sivqa_file(tmp_path, monkeypatch):
-    """FoodieQA holding only the original lab's converted file: the full track is not chosen, and the reason says what
-    08 needs (it used to be chosen and die later with a NameError)."""
+def test_08_takes_the_share_with_only_sivqa_llava(tmp_path, monkeypatch):
+    """FoodieQA as InternStudio's share holds it (the original lab's converted file and the photos): the full track is
+    chosen (it used to be refused because sivqa_tidy.json was missing)."""
     from course_utils import env as course_env
 
-    food = internstudio.write_foodieqa(tmp_path / "FoodieQA", converted_only=True)
-    model = internstudio.write_model(tmp_path / "InternVL2-2B")
-    monkeypatch.setenv("MLLM_COURSE_FOODIEQA_DIR", str(food))
-    monkeypatch.setenv("MLLM_COURSE_MODEL_DIR", str(model))
-    monkeypatch.setenv("COURSE_TRACK", "full")
-    monkeypatch.setattr(course_env, "cuda_info", lambda: ("stand-in GPU", 40.0))
+    tree = internstudio.build(tmp_path / "tree")
+    tree["MLLM_COURSE_FOODIEQA_DIR"] = str(
+        internstudio.write_foodieqa(tmp_path / "FoodieQA", converted_only=True)
+    )
+    for key, value in tree.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(
+        course_env, "cuda_info", lambda: None
+    )  # the course kernel's CUDA 13 torch on a 12.2 driver
     track, reason = course_env.choose_track("08")
-    assert track == "transformers" and "sivqa_tidy.json" in reason, reason
+    assert track == "full", reason
+
+
+@pytest.mark.parametrize(
+    "driver, kernel_build, track",
+    [("12.2", "13.0", "full"), ("13.0", "13.0", "full"), ("11.8", "13.0", "transformers")],
+)
+def test_08_and_09_ask_the_lab_environments_for_the_gpu(tmp_path, monkeypatch, driver, kernel_build, track):
+    """InternStudio's driver (CUDA 12.2) cannot start the course kernel's CUDA 13 torch, but the lab environments'
+    CUDA 12 builds run on it: 08 and 09 take the full track (they used to take the transformers track there); a
+    driver too old for the lab environments' builds as well (11.8) gives the reason."""
+    from course_utils import cuda_builds
+    from course_utils import env as course_env
+
+    tree = internstudio.build(tmp_path)
+    for key in ("MLLM_COURSE_MODEL_DIR", "MLLM_COURSE_FOODIEQA_DIR", "MLLM_COURSE_XTUNER_ENV", "MLLM_COURSE_LMDEPLOY_ENV",
+                "COURSE_TRACK"):  # fmt: skip
+        monkeypatch.setenv(key, tree[key])
+    internstudio.write_nvidia_smi(tmp_path / "bin", driver)
+    monkeypatch.setenv("PATH", tree["PATH"])
+    monkeypatch.setenv("MLLM_COURSE_REHEARSAL_DRIVER", driver)
+    kernel_sees = cuda_builds.build_problem(kernel_build, tuple(int(x) for x in driver.split("."))) is None
+    monkeypatch.setattr(course_env, "cuda_info", lambda: ("A100", 40.0) if kernel_sees else None)
+    for notebook in ("08", "09"):
+        got, reason = course_env.choose_track(notebook)
+        assert got == track, reason
+        if track != "full":
+            assert "build of torch, but the driver supports CUDA 11.8" in reason, reason

@@ -42,7 +42,7 @@ max_norm = 1  # gradient clipping
 warmup_ratio = 0.03
 
 save_steps = 64  # one checkpoint per epoch of FoodieQA's SIVQA
-save_total_limit = -1  # keep every checkpoint (-1); set 2 to save disk
+save_total_limit = 2  # keep the last two checkpoints (-1: every one; each holds the optimizer state, see below)
 
 lora_rank = 128  # LoRA rank r; 16-64 is enough for a few dishes and trains faster
 lora_alpha = 256  # scaling = alpha / r = 2
@@ -99,7 +99,11 @@ default_hooks = dict(
     timer=dict(type=IterTimerHook),
     logger=dict(type=LoggerHook, log_metric_by_epoch=False, interval=10),  # a log line every 10 iterations
     param_scheduler=dict(type=ParamSchedulerHook),
-    checkpoint=dict(type=CheckpointHook, save_optimizer=False, by_epoch=False, interval=save_steps,
+    # save_optimizer=True (the original lab had False): with --deepspeed, mmengine 0.10.6 then writes iter_N.pth as a
+    # DeepSpeed folder with the optimizer state (fp32 weights and AdamW's two moments: 12 bytes per trainable number),
+    # which --resume reads; with False it writes a plain file of weights, which --resume cannot read
+    # (course_utils.xtuner_checkpoint). The converter reads both.
+    checkpoint=dict(type=CheckpointHook, save_optimizer=True, by_epoch=False, interval=save_steps,
                     max_keep_ckpts=save_total_limit),
     sampler_seed=dict(type=DistSamplerSeedHook),
 )

@@ -95,15 +95,52 @@ def write_foodieqa(folder: Path, *, converted_only: bool = False) -> Path:
     return folder
 
 
-def _program(path: Path, pythonpath: list[Path], argv_prefix: str = "") -> None:
+ROOT = HERE.parents[1]
+DRIVER = "12.2"  # InternStudio's Cuda12.2 image: the CUDA version its NVIDIA driver supports
+
+
+def declared_cuda(env_file: Path) -> str:
+    """The CUDA build of the torch an environment file pins: ``+cu128`` → "12.8"; a plain PyPI pin of torch 2.12 or
+    newer → "13.0" (PyPI's Linux wheels of torch 2.12 and 2.13 are CUDA 13 builds: their metadata requires
+    ``cuda-toolkit==13.0.*``)."""
+    import re
+
+    pin = re.search(r"^\s*-\s*torch==([0-9.]+)(\+cu(\d+))?\s*$", env_file.read_text(encoding="utf-8"), re.M)
+    if pin is None:
+        raise ValueError(f"{env_file}: no torch pin")
+    if pin.group(3):
+        return f"{pin.group(3)[:-1]}.{pin.group(3)[-1]}"
+    major, minor = (int(x) for x in pin.group(1).split(".")[:2])
+    if (major, minor) >= (2, 12):
+        return "13.0"
+    raise ValueError(
+        f"{env_file}: torch {pin.group(1)} from PyPI: its CUDA build is not known to the rehearsal"
+    )
+
+
+def _program(path: Path, pythonpath: list[Path], argv_prefix: str = "", torch_cuda: str = "") -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     joined = os.pathsep.join(str(p) for p in pythonpath)
     path.write_text(
         "#!/bin/sh\n"
         f'PYTHONPATH="{joined}${{PYTHONPATH:+:$PYTHONPATH}}" MLLM_COURSE_REHEARSAL=1 '
+        f"MLLM_COURSE_REHEARSAL_TORCH_CUDA={torch_cuda} "
         f'exec "{sys.executable}" {argv_prefix}"$@"\n'
     )
     path.chmod(0o755)
+
+
+def write_nvidia_smi(bin_dir: Path, driver: str = DRIVER) -> Path:
+    """An ``nvidia-smi`` that reports a driver supporting CUDA ``driver`` and one 40 GB GPU (a 50 % A100)."""
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    smi = bin_dir / "nvidia-smi"
+    smi.write_text(
+        "#!/bin/sh\n"
+        'case "$1" in --query-gpu=*) echo "NVIDIA A100-SXM4-80GB (rehearsal), 40960"; exit 0;; esac\n'
+        f"echo '| NVIDIA-SMI 535.54.03   Driver Version: 535.54.03   CUDA Version: {driver}     |'\n"
+    )
+    smi.chmod(0o755)
+    return smi
 
 
 def write_envs(root: Path) -> dict[str, Path]:
@@ -111,21 +148,28 @@ def write_envs(root: Path) -> dict[str, Path]:
     envs = {}
     for lab, extra in (("xtuner", [STANDINS_XTUNER]), ("lmdeploy", [])):
         env = root / "conda" / "envs" / f"mllm-course-{lab}"
-        _program(env / "bin" / "python", [STANDINS, *extra])
-        _program(env / "bin" / lab, [STANDINS, *extra], f"-m {lab} ")
+        built = declared_cuda(ROOT / "envs" / f"{lab}.yml")
+        _program(env / "bin" / "python", [STANDINS, *extra], torch_cuda=built)
+        _program(env / "bin" / lab, [STANDINS, *extra], f"-m {lab} ", torch_cuda=built)
         envs[lab] = env
     return envs
 
 
-def write_interrupted_run(runs: Path) -> None:
-    """What a training run that died after its first checkpoint leaves (out of GPU memory at iteration 70, say): a
-    DeepSpeed ``iter_64.pth`` folder and no record of a finished run; and a ``merged/`` folder converted from that
-    checkpoint by an earlier visit to the conversion cell."""
-    import json
+def write_interrupted_run(runs: Path, *, save_optimizer: bool = True) -> None:
+    """What a training run that died after its first checkpoint leaves (out of GPU memory at iteration 70, say):
+    ``iter_64.pth`` in the layout mmengine writes with DeepSpeed (a folder with the optimizer state, or with
+    ``save_optimizer=False``, the original lab's config, a plain file of weights; written by the XTuner stand-in's own
+    ``save``) and no record of a finished run; and a ``merged/`` folder converted from that checkpoint by an earlier
+    visit to the conversion cell."""
+    import importlib.util
 
-    checkpoint = runs / "iter_64.pth" / "checkpoint"
-    checkpoint.mkdir(parents=True, exist_ok=True)
-    (checkpoint / "mp_rank_00_model_states.pt").write_bytes(b"rehearsal: an interrupted run")
+    spec = importlib.util.spec_from_file_location(
+        "standin_train", STANDINS_XTUNER / "xtuner" / "tools" / "train.py"
+    )
+    train = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train)
+    runs.mkdir(parents=True, exist_ok=True)
+    train.save(runs / "iter_64.pth", 64, deepspeed=True, save_optimizer=save_optimizer)
     merged = runs / "merged"
     merged.mkdir(parents=True, exist_ok=True)
     (merged / "course_converted_from.json").write_text(
@@ -139,9 +183,14 @@ def build(root: Path) -> dict[str, str]:
     model = write_model(root / MODEL)
     food = write_foodieqa(root / FOODIEQA)
     envs = write_envs(root)
+    write_nvidia_smi(root / "bin")
     return {
         "COURSE_TRACK": "full",
         "MLLM_COURSE_REHEARSAL": "1",
+        "MLLM_COURSE_REHEARSAL_DRIVER": DRIVER,
+        # the notebook kernel: the course environment's torch (07 runs in the LMDeploy kernel: rehearse() says so)
+        "MLLM_COURSE_REHEARSAL_TORCH_CUDA": declared_cuda(ROOT / "environment.yml"),
+        "PATH": os.pathsep.join([str(root / "bin"), os.environ.get("PATH", "")]),
         "MLLM_COURSE_MODEL_DIR": str(model),
         "MLLM_COURSE_FOODIEQA_DIR": str(food),
         "MLLM_COURSE_XTUNER_ENV": str(envs["xtuner"]),
