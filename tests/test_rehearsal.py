@@ -221,7 +221,7 @@ def test_08_takes_the_share_with_only_sivqa_llava(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize(
     "driver, kernel_build, track",
-    [("12.2", "13.0", "full"), ("13.0", "13.0", "full"), ("11.8", "13.0", "transformers")],
+    [("12.2", "13.0", "full"), ("11.8", "13.0", "transformers")],
 )
 def test_08_and_09_ask_the_lab_environments_for_the_gpu(tmp_path, monkeypatch, driver, kernel_build, track):
     """InternStudio's driver (CUDA 12.2) cannot start the course kernel's CUDA 13 torch, but the lab environments'

@@ -8,7 +8,10 @@
   ``modeling_internvl_chat.py``, which is the course's stand-in (``internvl2_remote/``; InternVL's real remote code is
   never committed), loaded with ``trust_remote_code=True``.
 
-Both keep the real tile (448 px, patch 14, pixel shuffle 0.5: 256 tokens per tile) and shrink everything else.
+Both keep the real tile (448 px, patch 14, pixel shuffle 0.5: 256 tokens per tile) and shrink everything else. A random
+LLM never picks its end token, so every answer would run to ``max_new_tokens`` (256 on the real-weight tracks) while a
+trained model ends after a sentence: ``ends_its_answers`` gives the end tokens' rows of the LM head ten times the
+typical norm, so about a third of the steps end the answer (a few tokens each, as a real model's short answers).
 """
 
 from __future__ import annotations
@@ -68,12 +71,38 @@ def write_native(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
+def ends_its_answers(folder: Path, scale: float = 10.0, seed: int = 0) -> Path:
+    """Make the end tokens (``<|im_end|>`` and the tokenizer's eos) likely at every step of the random LLM in
+    ``folder``: their LM-head rows (the tied embedding rows where the head is tied) become random directions ``scale``
+    times the rows' mean norm."""
+    import torch
+    from safetensors.torch import load_file, save_file
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
+    ends = {tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.eos_token_id} - {None}
+    path = folder / "model.safetensors"
+    weights = load_file(path)
+    heads = [k for k in weights if k.endswith(("lm_head.weight", "language_model.output.weight"))]
+    # a folder saved with tied embeddings (the native one) holds the head as the input embedding matrix
+    (head,) = heads or [k for k in weights if k.endswith(("embed_tokens.weight", "tok_embeddings.weight"))]
+    w = weights[head].float()
+    g = torch.Generator().manual_seed(seed)
+    for i in ends:
+        row = torch.randn(w.shape[1], generator=g)
+        w[i] = row / row.norm() * w.norm(dim=1).mean() * scale
+    weights[head] = w.to(weights[head].dtype)
+    save_file(weights, path, metadata={"format": "pt"})
+    return folder
+
+
 def build(root: Path) -> dict[str, Path]:
     """Both formats under ``root``: ``{"native": folder, "remote": folder, "remote-qwen2": folder}`` (the original
     format with InternVL2-2B's LLM, and with InternVL2-1B's)."""
     root = Path(root)
-    return {
+    folders = {
         "native": write_native(root / "InternVL-tiny-hf"),
         "remote": write_remote(root / "InternVL2-tiny"),
         "remote-qwen2": write_remote(root / "InternVL2-1B-tiny", llm="qwen2"),
     }
+    return {fmt: ends_its_answers(folder) for fmt, folder in folders.items()}
