@@ -8,10 +8,12 @@ Recipe, as the real models are built (towers pretrained first, then connected):
 2. **Stage 2: everything.** ViT + MLP + LLM learn captions and questions together, as multi-turn chats (one ViT pass
    per image serves its four answers). The ViT's 10× smaller learning rate (``vision_lr_scale``) is this course's
    choice for a tiny ViT, not InternVL's recipe: OpenGVLab/InternVL's scripts use one learning rate for all parts with
-   drop-path on the ViT, and InternVL2-2B's second-stage fine-tune script freezes the ViT (``--freeze_backbone True``).
+   drop-path on the ViT, and their stage scripts for the 1.8 B LLM train the ViT in both stages
+   (``shell/internvl1.5/internlm2_1_8b/*.sh``: ``--freeze_backbone False``; the ``--freeze_backbone True`` of
+   ``internvl2_2b_..._2nd_finetune_full.sh`` is for fine-tuning the released model again on one's own data).
 
-A projector between two *random* towers learns nothing (measured while building this module: stage 1 alone on
-random towers stays at 0 % exact match); with pretrained towers stage 1 already works.
+Stage 1 trains only the projector, so the towers are pretrained first (the ViT contrastively, the LLM on text), as the
+real models' towers are.
 The model keeps InternVL's structure (ViT → pixel shuffle 0.5 → mlp1 → LLM, ``<img><IMG_CONTEXT>…</img>``) at a
 96-px tile with 8-px patches (36 visual tokens per tile) instead of 448 px with 14-px patches (256), so it trains in
 one to two minutes on a CPU (the contrastive ViT pretraining is about half of that; fewer ViT steps or smaller
