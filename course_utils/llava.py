@@ -1,8 +1,10 @@
 """LLaVA's connector and image arithmetic: projectors, visual-token counts, LLaVA-NeXT's AnyRes tiling.
 
 * LLaVA: CLIP ViT-L/14 (second-to-last layer, CLS dropped) → a **linear** projector → LLM; 224 px → 256 tokens.
-* LLaVA-1.5: 336 px → 576 tokens; projector ``mlp2x_gelu`` = Linear → GELU → Linear. A non-square image is first
-  **padded** to a square with CLIP's mean colour (``--image_aspect_ratio pad``), then resized: ``expand2square``.
+* LLaVA-1.5: 336 px → 576 tokens; projector ``mlp2x_gelu`` = Linear → GELU → Linear. In instruction tuning and at
+  inference a non-square image is first **padded** to a square with CLIP's mean colour (``--image_aspect_ratio pad``
+  in ``scripts/v1_5/finetune.sh``), then resized: ``expand2square``; pretraining keeps ``train.py``'s default
+  (``square``: shortest edge resized, centre crop).
 * LLaVA-NeXT (1.6): **AnyRes**. Pick the best grid resolution from ``grid_pinpoints``, resize-and-pad the image to it,
   encode each 336-px tile plus a 336-px base image, **unpad** the tile features back to the image's aspect ratio and
   append a learned **newline** token after every feature row.
@@ -64,7 +66,9 @@ CLIP_MEAN_RGB = (122, 116, 104)
 def expand2square(image, background_color: tuple[int, int, int] = CLIP_MEAN_RGB):
     """Pad ``image`` to a square of side max(width, height), centred on ``background_color``: LLaVA-1.5's ``pad``.
 
-    LLaVA-1.5's released scripts train and evaluate with ``--image_aspect_ratio pad``: the image is padded like this
+    LLaVA-1.5's instruction tuning sets ``--image_aspect_ratio pad`` (``scripts/v1_5/finetune.sh``; the flag is saved in
+    the model's config, so ``process_images`` pads at inference too; ``pretrain.sh`` keeps the default ``square``,
+    a centre crop): the image is padded like this
     (mean colour, the original centred, the odd pixel of padding going below or to the right) and only then resized
     to 336 × 336, so a wide photo is shrunk, not squashed. Mirrors ``expand2square`` in haotian-liu/LLaVA
     ``llava/mm_utils.py``. Introduced in notebook 04.
