@@ -10,6 +10,9 @@ How InternVL 1.5 / 2 turns one image into few enough tokens:
    1024 → 256 tokens per tile.
 4. **mlp1** (LayerNorm → Linear → GELU → Linear) maps them into the LLM's embedding space.
 
+Also here: the order of the image tokens in the LLM's input (``image_token_layout``) and the visual-token count of
+InternVL3.5-Flash, whose router gives some tiles 64 tokens instead of 256 (``visual_tokens``).
+
 Sizes are (width, height) as in PIL; grids are (cols, rows).
 Mirrors: the official ``dynamic_preprocess`` / ``find_closest_aspect_ratio`` (OpenGVLab/InternVL, also copied into
 LMDeploy and XTuner) and ``InternVLChatModel.pixel_shuffle`` (``ps_version`` v1 and v2); transformers'
@@ -135,6 +138,62 @@ def num_image_tokens(
     return num_tiles * tokens_per_tile(
         image_size=image_size, patch_size=patch_size, downsample_ratio=downsample_ratio
     )
+
+
+def image_token_layout(
+    cols: int, rows: int, *, use_thumbnail: bool = True, tokens_per_tile: int = 256
+) -> list[tuple[str, int]]:
+    """What the LLM's input holds for one image of a ``cols × rows`` grid, in order, as (what, how many tokens).
+
+    ``<img>``, then every tile's tokens (tiles row by row, each 448-px tile's 16 × 16 tokens row by row inside it), the
+    thumbnail last, then ``</img>``. The labels are for us: the LLM sees one ``<IMG_CONTEXT>`` placeholder per token,
+    with no marker between tiles or rows, so a 2 × 1 and a 1 × 2 grid give the same token sequence.
+    Mirrors the official ``InternVLChatModel.chat`` (``IMG_START_TOKEN + IMG_CONTEXT_TOKEN * num_image_token *
+    num_patches + IMG_END_TOKEN``; the training code's ``preprocess_internvl2_5`` builds the same string) and
+    transformers' ``InternVLProcessor.replace_image_token``. Shown in notebook 06.
+    """
+    if cols < 1 or rows < 1:
+        raise ValueError(f"a grid has at least one column and one row, got {cols}×{rows}")
+    tiles = [
+        (f"tile {r * cols + c + 1} (row {r + 1}, col {c + 1})", tokens_per_tile)
+        for r in range(rows)
+        for c in range(cols)
+    ]
+    thumbnail = [("thumbnail", tokens_per_tile)] if use_thumbnail and cols * rows > 1 else []
+    return [("<img>", 1), *tiles, *thumbnail, ("</img>", 1)]
+
+
+def visual_tokens(
+    width: int,
+    height: int,
+    *,
+    max_num: int = 12,
+    compressed_tiles: int = 0,
+    image_size: int = 448,
+    use_thumbnail: bool = True,
+) -> int:
+    """Visual tokens for a ``width × height`` image: InternVL2's count, or InternVL3.5-Flash's for a router decision.
+
+    InternVL 1.5 to 3.5 give every tile (thumbnail included) 256 tokens: ``compressed_tiles=0``, the default, equals
+    ``num_image_tokens(num_tiles(width, height))``. InternVL3.5-Flash adds the Visual Resolution Router (ViR), which
+    sends each tile either to the usual pixel shuffle (1/4 of the 1024 patches: 256 tokens) or to a stronger one
+    (1/16: 64 tokens). Which tiles go where is the learned router's decision for each image, so it is a parameter
+    here: ``compressed_tiles`` of the image's tiles take the 64-token path. Counted are the ``<IMG_CONTEXT>`` tokens
+    (``<img>`` and ``</img>`` left out, as in ``num_image_tokens``). The thumbnail is counted like any tile
+    (the InternVL3.5 documentation says the router decides "for each patch", its word for a tile, and names no
+    exception).
+    Sources: InternVL3.5, Wang et al., 2025 (arXiv:2508.18265) and its documentation
+    (``docs/en/internvl3.5/introduction.md`` in ErfeiCui/InternVL-doc); the router's code is not in the
+    OpenGVLab/InternVL repository. Introduced in notebook 06.
+    """
+    tiles = num_tiles(width, height, max_num=max_num, image_size=image_size, use_thumbnail=use_thumbnail)
+    if not 0 <= compressed_tiles <= tiles:
+        raise ValueError(
+            f"compressed_tiles must be between 0 and the image's {tiles} tiles, got {compressed_tiles}"
+        )
+    full = tokens_per_tile(image_size=image_size)  # pixel shuffle 0.5: 256 for a 448-px tile
+    small = tokens_per_tile(image_size=image_size, downsample_ratio=0.25)  # 1/16 of the patches: 64
+    return (tiles - compressed_tiles) * full + compressed_tiles * small
 
 
 def build_mlp1(vit_hidden: int, llm_hidden: int, downsample_ratio: float = 0.5) -> nn.Sequential:

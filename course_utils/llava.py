@@ -8,16 +8,25 @@
 * LLaVA-NeXT (1.6): **AnyRes**. Pick the best grid resolution from ``grid_pinpoints``, resize-and-pad the image to it,
   encode each 336-px tile plus a 336-px base image, **unpad** the tile features back to the image's aspect ratio and
   append a learned **newline** token after every feature row.
+* LLaVA-OneVision: the same AnyRes on 384-px SigLIP tiles (27 × 27 = 729 tokens each) with every grid from 1 × 1 to
+  6 × 6 (``"(1x1),...,(6x6)"``), and ``anyres_max_9``: a kept feature map much larger than 9 tiles' worth is shrunk
+  with bilinear interpolation before the newline tokens are added.
 
 Sizes are (width, height) as in PIL; grid pinpoints are (width, height) as in the official LLaVA repository
 (transformers reads the same lists as (height, width): see notebook 04).
 Mirrors: haotian-liu/LLaVA ``llava/model/multimodal_projector/builder.py`` (``build_vision_projector``),
 ``llava/mm_utils.py`` (``expand2square``, ``select_best_resolution``, ``get_anyres_image_grid_shape``) and
-``llava/model/llava_arch.py`` (``unpad_image`` and the ``spatial_unpad`` merge).
+``llava/model/llava_arch.py`` (``unpad_image`` and the ``spatial_unpad`` merge); for OneVision, LLaVA-VL/LLaVA-NeXT
+``llava/train/train.py`` and ``llava/mm_utils.py`` (the ``"(AxB)"`` range syntax) and ``llava/model/llava_arch.py``
+(the ``anyres_max`` branch of ``prepare_inputs_labels_for_multimodal``).
 Introduced in notebooks 03 and 04.
 """
 
 from __future__ import annotations
+
+import ast
+import math
+import re
 
 from torch import nn
 
@@ -137,6 +146,78 @@ def anyres_num_tokens(
         raise ValueError(f"unknown merge {merge!r}: use 'spatial_unpad', 'spatial' or 'flat'")
     w, h = unpadded_shape(image_size, (cols * tokens_per_side, rows * tokens_per_side))
     return base + h * (w + 1)
+
+
+def expand_grid_pinpoints(grid_pinpoints, patch_size: int) -> list[list[int]]:
+    """Grid pinpoints as a list of (width, height) pixel sizes, from any form the official configs write them in.
+
+    ``"(1x1),...,(6x6)"`` (LLaVA-OneVision's scripts): the first and the last ``(AxB)`` span a range, expanded to every
+    grid ``(i, j)`` for i from A₁ to A₂ (outer loop) and j from B₁ to B₂, times ``patch_size``: 36 grids for
+    OneVision, 384 to 2304 px. A string such as ``"[(336, 672), (672, 336)]"`` is read as a Python literal; a list
+    is kept. Mirrors the expansion in LLaVA-VL/LLaVA-NeXT ``llava/train/train.py`` (which stores the list in the
+    model's config) and ``llava/mm_utils.py`` (``get_anyres_image_grid_shape``, ``process_anyres_image``), including
+    its check on ``patch_size``. Shown in notebook 04.
+    """
+    if isinstance(grid_pinpoints, str) and "x" in grid_pinpoints:
+        if patch_size not in (224, 336, 384, 448, 512):
+            raise ValueError(f"patch_size should be in [224, 336, 384, 448, 512], not {patch_size}")
+        matches = re.findall(r"\((\d+)x(\d+)\)", grid_pinpoints)
+        (a1, b1), (a2, b2) = (tuple(map(int, m)) for m in (matches[0], matches[-1]))
+        return [[i * patch_size, j * patch_size] for i in range(a1, a2 + 1) for j in range(b1, b2 + 1)]
+    if isinstance(grid_pinpoints, str):
+        grid_pinpoints = ast.literal_eval(grid_pinpoints)
+    return [list(p) for p in grid_pinpoints]
+
+
+# LLaVA-OneVision: ``--image_grid_pinpoints "(1x1),...,(6x6)"`` (scripts/train/finetune_ov.sh), tiles of SigLIP's 384 px
+ONEVISION_PINPOINTS = expand_grid_pinpoints("(1x1),...,(6x6)", 384)
+
+
+def anyres_max_shape(
+    feature_size: tuple[int, int], max_num_patches: int, tokens_per_side: int
+) -> tuple[int, int]:
+    """(width, height) of the unpadded tile feature map after ``anyres_max_N`` (``max_num_patches`` = N).
+
+    ``times = sqrt(h·w / (N · tokens_per_side²))``: how many times wider and taller the map is than N tiles' worth.
+    Only if ``times > 1.1`` is it resized, with bilinear interpolation, to ``int(h // times)`` rows and
+    ``int(w // times)`` columns; up to 1.1 (1.21 × N tiles of features) it is kept as it is. Mirrors the ``unpad``
+    + ``anyres_max`` branch of ``prepare_inputs_labels_for_multimodal`` in LLaVA-VL/LLaVA-NeXT
+    ``llava/model/llava_arch.py`` (same float arithmetic; the tests run ``torch`` interpolation on it). Notebook 04.
+    """
+    w, h = feature_size
+    times = math.sqrt(h * w / (max_num_patches * tokens_per_side**2))
+    if times > 1.1:
+        return int(w // times), int(h // times)
+    return w, h
+
+
+def anyres_max_num_tokens(
+    image_size: tuple[int, int],
+    grid_pinpoints=ONEVISION_PINPOINTS,
+    *,
+    image_aspect_ratio: str = "anyres_max_9",
+    patch_size: int = 384,
+    tokens_per_side: int = 27,
+) -> int:
+    """Visual tokens the official LLaVA-OneVision code inserts for one image (``spatial_unpad`` merge).
+
+    Base image (``tokens_per_side²`` = 729) + the kept tile features after ``anyres_max_shape``, each row followed by
+    a newline token. ``image_aspect_ratio`` is the config's string: ``"anyres_max_N"`` caps at N tiles' worth,
+    ``"anyres"`` does not (then this equals ``anyres_num_tokens`` with the same grids and sizes).
+    ``grid_pinpoints`` may be any form ``expand_grid_pinpoints`` reads. Sizes and pinpoints are (width, height), the
+    official convention. Mirrors LLaVA-VL/LLaVA-NeXT ``llava/model/llava_arch.py`` (N read from the string with the
+    same regular expression, then the ``anyres_max`` branch) for a single image; multi-image and video inputs take
+    other paths there. Shown in notebook 04.
+    """
+    matched = re.match(r"anyres_max_(\d+)", image_aspect_ratio)
+    if image_aspect_ratio != "anyres" and not matched:
+        raise ValueError(f'image_aspect_ratio must be "anyres" or "anyres_max_N", not {image_aspect_ratio!r}')
+    pinpoints = expand_grid_pinpoints(grid_pinpoints, patch_size)
+    cols, rows = anyres_grid_shape(image_size, pinpoints, patch_size)
+    w, h = unpadded_shape(image_size, (cols * tokens_per_side, rows * tokens_per_side))
+    if matched:
+        w, h = anyres_max_shape((w, h), int(matched.group(1)), tokens_per_side)
+    return tokens_per_side**2 + h * (w + 1)
 
 
 # LLaVA-1.5-HD (Improved Baselines, appendix): 224-px tiles from CLIP-224, at most 6 tiles (up to 672 × 448), plus a

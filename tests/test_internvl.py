@@ -197,3 +197,89 @@ def test_explorer_callback_draws_every_tile(size, max_num):
     assert len(fig.axes) == 1 + tiles
     assert f"= {internvl.num_image_tokens(tiles)} visual tokens" in fig._suptitle.get_text()
     plt.close(fig)
+
+
+@pytest.mark.parametrize("use_thumbnail", [True, False])
+def test_image_token_layout_is_tiles_row_by_row_then_the_thumbnail(use_thumbnail):
+    grids = [(c, r) for c in range(1, 9) for r in range(1, 9) if c * r <= 40]
+    for cols, rows in grids:
+        layout = internvl.image_token_layout(cols, rows, use_thumbnail=use_thumbnail)
+        assert layout[0] == ("<img>", 1) and layout[-1] == ("</img>", 1)
+        names = [name for name, _ in layout[1:-1]]
+        expected = [f"tile {k + 1} (row {k // cols + 1}, col {k % cols + 1})" for k in range(cols * rows)]
+        if use_thumbnail and cols * rows > 1:
+            expected.append("thumbnail")
+        assert names == expected, (cols, rows)
+        assert {n for _, n in layout[1:-1]} == {256}
+        tiles = len(expected)
+        assert sum(n for _, n in layout) == internvl.num_image_tokens(tiles) + 2
+    wide, tall = internvl.image_token_layout(2, 1), internvl.image_token_layout(1, 2)
+    assert wide != tall  # our labels differ (row 1, col 2 vs row 2, col 1) ...
+    assert [n for _, n in wide] == [n for _, n in tall]  # ... the token counts, all the LLM sees, do not
+    with pytest.raises(ValueError, match="at least one"):
+        internvl.image_token_layout(0, 3)
+
+
+@pytest.mark.parametrize("size", [(224, 112), (112, 224), (336, 112), (224, 224), (500, 90), (112, 112)])
+def test_layout_is_what_transformers_processor_inserts(size):
+    """transformers' InternVLProcessor (the class the -hf checkpoints use): one unbroken run of <IMG_CONTEXT>."""
+    _, processor = mini.build("internvl", image_size=112)
+    text = processor.apply_chat_template(
+        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "hi"}]}],
+        add_generation_prompt=True,
+    )
+    ids = processor(images=[Image.new("RGB", size)], text=[text], return_tensors="pt")["input_ids"][
+        0
+    ].tolist()
+    start, end = ids.index(processor.start_image_token_id), ids.index(processor.end_image_token_id)
+    inside = ids[start + 1 : end]
+    cols, rows = internvl.dynamic_grid(*size, image_size=112)
+    layout = internvl.image_token_layout(cols, rows, tokens_per_tile=internvl.tokens_per_tile(image_size=112))
+    assert set(inside) == {processor.image_token_id}  # no marker between tiles or rows
+    assert len(inside) == sum(n for _, n in layout[1:-1])
+    assert ids.count(processor.start_image_token_id) == ids.count(processor.end_image_token_id) == 1
+
+
+def test_a_2x1_and_a_1x2_grid_give_the_same_input_ids():
+    _, processor = mini.build("internvl", image_size=112)
+    text = processor.apply_chat_template(
+        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "hi"}]}],
+        add_generation_prompt=True,
+    )
+    wide, tall = (
+        processor(images=[Image.new("RGB", s)], text=[text], return_tensors="pt")["input_ids"]
+        for s in [(224, 112), (112, 224)]
+    )
+    assert internvl.dynamic_grid(224, 112, image_size=112) == (2, 1)
+    assert internvl.dynamic_grid(112, 224, image_size=112) == (1, 2)
+    assert torch.equal(wide, tall)
+
+
+@pytest.mark.parametrize("max_num", [1, 6, 12, 40])
+def test_visual_tokens_against_the_definition(max_num):
+    for w, h in sizes():
+        n = internvl.num_tiles(w, h, max_num=max_num)
+        assert internvl.visual_tokens(w, h, max_num=max_num) == internvl.num_image_tokens(n) == 256 * n
+        counts = [internvl.visual_tokens(w, h, max_num=max_num, compressed_tiles=k) for k in range(n + 1)]
+        assert counts == [256 * (n - k) + 64 * k for k in range(n + 1)], (w, h)
+        assert counts[-1] * 4 == counts[0]  # every tile compressed: a quarter of InternVL2's count
+        assert all(
+            a - b == 192 for a, b in zip(counts, counts[1:], strict=False)
+        )  # each compressed tile saves 192
+        if n % 3 == 0:  # two tiles in three compressed: half the tokens
+            assert counts[2 * n // 3] * 2 == counts[0]
+        for bad in (-1, n + 1):
+            with pytest.raises(ValueError, match="compressed_tiles"):
+                internvl.visual_tokens(w, h, max_num=max_num, compressed_tiles=bad)
+
+
+def test_visual_tokens_examples_and_options():
+    assert internvl.visual_tokens(1920, 1080) == 9 * 256  # 4×2 grid + thumbnail
+    assert internvl.visual_tokens(1920, 1080, compressed_tiles=9) == 9 * 64
+    assert internvl.visual_tokens(600, 400) == 7 * 256  # the coffee photo: 3×2 + thumbnail
+    assert internvl.visual_tokens(448, 448, compressed_tiles=1) == 64  # one tile, no thumbnail
+    assert internvl.visual_tokens(1920, 1080, use_thumbnail=False) == 8 * 256
+    assert (
+        internvl.visual_tokens(224, 112, image_size=112) == internvl.num_image_tokens(3, image_size=112) == 48
+    )
+    assert internvl.visual_tokens(224, 112, image_size=112, compressed_tiles=3) == 3 * 4  # (112/14)² / 16

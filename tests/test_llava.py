@@ -1,6 +1,9 @@
-"""course_utils.llava against the official LLaVA code paths (restated) and transformers' LLaVA-NeXT."""
+"""course_utils.llava against the official LLaVA code paths (restated) and transformers' LLaVA-NeXT / OneVision."""
 
+import math
 import random
+import re
+import types
 
 import pytest
 import torch
@@ -212,3 +215,113 @@ def test_select_features_drops_or_keeps_cls():
     assert torch.equal(llava.select_features(states, -1, "full"), states[-1])
     with pytest.raises(ValueError, match="drop CLS"):
         llava.select_features(states, -2, "patch")
+
+
+# LLaVA-OneVision (LLaVA-VL/LLaVA-NeXT): the "(1x1),...,(6x6)" grids and the anyres_max_9 token cap
+
+
+def official_expand(grid_pinpoints, patch_size):
+    """LLaVA-VL/LLaVA-NeXT llava/train/train.py (same code in llava/mm_utils.py): the "(AxB)" range syntax, restated."""
+    matches = re.findall(r"\((\d+)x(\d+)\)", grid_pinpoints)
+    range_start = tuple(map(int, matches[0]))
+    range_end = tuple(map(int, matches[-1]))
+    grid = [
+        (i, j)
+        for i in range(range_start[0], range_end[0] + 1)
+        for j in range(range_start[1], range_end[1] + 1)
+    ]
+    return [[dim * patch_size for dim in pair] for pair in grid]
+
+
+def official_anyres_max_count(image_size, max_num_patches=9, pinpoints="(1x1),...,(6x6)", tile=384, side=27):
+    """llava_arch.py's unpad + anyres_max branch, restated on a real tensor: torch's interpolation sets the size."""
+    w, h = official_select(image_size, official_expand(pinpoints, tile))
+    cols, rows = w // tile, h // tile
+    feats = official_unpad(torch.zeros(1, rows * side, cols * side), image_size)  # (C, H, W)
+    _, fh, fw = feats.shape
+    times = math.sqrt(fh * fw / (max_num_patches * side**2))
+    if times > 1.1:
+        feats = torch.nn.functional.interpolate(
+            feats[None], [int(fh // times), int(fw // times)], mode="bilinear"
+        )[0]
+    feats = torch.cat([feats, torch.zeros(1, feats.shape[1], 1)], dim=-1)  # image_newline after every row
+    return side**2 + feats.shape[1] * feats.shape[2]  # the 729 base tokens come first
+
+
+def test_onevision_pinpoints_expand_like_the_official_code():
+    assert llava.ONEVISION_PINPOINTS == official_expand("(1x1),...,(6x6)", 384)
+    assert len(llava.ONEVISION_PINPOINTS) == 36 and llava.ONEVISION_PINPOINTS[0] == [384, 384]
+    # scripts/train/README.md: "at most to 2304x2304"
+    assert max(max(p) for p in llava.ONEVISION_PINPOINTS) == 2304
+    # LLaVA-NeXT 1.6's scripts write a Python literal; a list passes through
+    next_string = "[(336, 672), (672, 336), (672, 672), (1008, 336), (336, 1008)]"
+    assert llava.expand_grid_pinpoints(next_string, 336) == llava.LLAVA_NEXT_PINPOINTS
+    assert llava.expand_grid_pinpoints(llava.LLAVA_NEXT_PINPOINTS, 336) == llava.LLAVA_NEXT_PINPOINTS
+    assert llava.expand_grid_pinpoints("(1x1),...,(2x3)", 336) == [[336, 336], [336, 672], [336, 1008],
+                                                                   [672, 336], [672, 672], [672, 1008]]  # fmt: skip
+    with pytest.raises(ValueError, match="patch_size"):
+        llava.expand_grid_pinpoints("(1x1),...,(6x6)", 400)
+
+
+def test_transformers_onevision_default_grids_are_the_same_list():
+    from transformers import LlavaOnevisionImageProcessor
+
+    # the same numbers in the same order; transformers reads each pair as (height, width)
+    assert [list(p) for p in LlavaOnevisionImageProcessor().image_grid_pinpoints] == llava.ONEVISION_PINPOINTS
+
+
+def test_anyres_max_counts_match_the_official_pipeline():
+    for size in many_sizes():
+        assert llava.anyres_max_num_tokens(size) == official_anyres_max_count(size), size
+    for size in many_sizes()[:120]:
+        ours = llava.anyres_max_num_tokens(size, image_aspect_ratio="anyres_max_4")
+        assert ours == official_anyres_max_count(size, max_num_patches=4), size
+
+
+def test_anyres_max_shape_rule():
+    assert llava.anyres_max_shape((81, 81), 9, 27) == (81, 81)  # exactly 9 tiles' worth: kept
+    assert llava.anyres_max_shape((81, 98), 9, 27) == (81, 98)  # times 1.0999…: still kept
+    assert llava.anyres_max_shape((81, 108), 9, 27) == (70, 93)  # times 1.1547: shrunk, int(h // times)
+    assert llava.anyres_max_shape((162, 162), 9, 27) == (81, 81)  # a 6 × 6 grid: times 2
+
+
+def test_plain_anyres_is_the_uncapped_count():
+    for size in many_sizes()[:200]:
+        uncapped = llava.anyres_max_num_tokens(size, image_aspect_ratio="anyres")
+        assert uncapped == llava.anyres_num_tokens(
+            size, llava.ONEVISION_PINPOINTS, patch_size=384, tokens_per_side=27
+        )
+        next_count = llava.anyres_max_num_tokens(size, llava.LLAVA_NEXT_PINPOINTS, image_aspect_ratio="anyres",
+                                                 patch_size=336, tokens_per_side=24)  # fmt: skip
+        assert next_count == llava.anyres_num_tokens(size)
+    with pytest.raises(ValueError, match="anyres_max_N"):
+        llava.anyres_max_num_tokens((10, 10), image_aspect_ratio="pad")
+
+
+def test_onevision_numbers_of_notebook_04():
+    """docs/LLaVA_OneVision.md: "represented by 729 * (9+1) tokens at most under anyres_max_9": the code gives more."""
+    # a 3 × 3 grid, nothing shrunk
+    assert llava.anyres_max_num_tokens((1152, 1152)) == 729 + 81 * (81 + 1) == 7371
+    assert llava.anyres_max_num_tokens((1150, 1400)) == 729 + 98 * (81 + 1) == 8765  # under the 1.1 slack
+    assert llava.anyres_max_num_tokens((1920, 1080)) == 7269  # 5 × 3 grid: 135 × 75 → 108 × 60
+    assert llava.anyres_max_num_tokens((1920, 1080), image_aspect_ratio="anyres") == 10929
+    largest = max(
+        llava.anyres_max_num_tokens((w, h)) for w in range(50, 4001, 50) for h in range(50, 4001, 50)
+    )
+    assert largest == 8765 > 729 * (9 + 1)
+
+
+def test_transformers_onevision_count_formula_agrees():
+    """transformers' LlavaOnevisionProcessor._get_number_of_features (private: called on a stand-in processor)."""
+    from transformers import LlavaOnevisionImageProcessor
+    from transformers.models.llava_onevision.processing_llava_onevision import LlavaOnevisionProcessor as P
+
+    stand_in = types.SimpleNamespace(
+        image_processor=LlavaOnevisionImageProcessor(),
+        num_image_tokens=729,
+        vision_aspect_ratio="anyres_max_9",
+    )
+    stand_in._get_unpadded_features = types.MethodType(P._get_unpadded_features, stand_in)
+    for w, h in many_sizes()[:300]:
+        theirs = P._get_number_of_features(stand_in, h, w, 384, 384)  # (height, width) arguments
+        assert theirs == llava.anyres_max_num_tokens((w, h)), (w, h)
