@@ -20,7 +20,7 @@ help:
 	@echo "make strip   remove outputs from every notebook before committing"
 	@echo "make bench   set-up and per-notebook timings as a table"
 	@echo "make setup NO_UV=1   the same set-up with pip only (uv, when found or installable, is the default)"
-	@echo "make test-kernel    the notebooks that train, under other CPU kernels (KERNEL=avx2 or default; CI runs avx2)"
+	@echo "make test-kernel    the notebooks that train, under the CPU kernel below this machine's own (or KERNEL=avx2|default)"
 	@echo "make test-learner   the notebooks that train, at a learner's sizes and 2 threads, asserted"
 	@echo "make site    every notebook executed at a learner's sizes, then the website in _build/site/html (CI runs it)"
 	@echo "make rehearsal   the full track of 07, 08 and 09 executed on CPU with stand-ins at the GPU boundary (part of make test)"
@@ -100,13 +100,18 @@ test-learner: setup
 		|| status=$$?; rm -rf $$tmp; exit $$status
 
 # Another CPU's rounding (issue 29): the notebooks that assert a trained result, at CI's sizes, with torch's CPU kernels
-# lowered to KERNEL (ATEN_CPU_CAPABILITY: avx2 here rehearses a CPU without AVX-512; default, one without vector
-# kernels) and a cold cache of their own (the cache is keyed by the kernel too). CI runs it after make test.
-KERNEL ?= avx2
+# lowered to KERNEL (ATEN_CPU_CAPABILITY: avx2 rehearses a CPU without AVX-512; default, one without vector kernels)
+# and a cold cache of their own (the cache is keyed by the kernel too). CI runs it after make test. Unset, KERNEL is
+# the best kernel below this machine's own (benchmarks/cpu_kernels.py: avx2 on an AVX-512 CPU, default on an AVX2
+# one), so every machine checks a second rounding; a kernel above the CPU's own kills the process, so it is refused.
 TRAINED_NOTEBOOKS := 01_mllm_and_alignment 02_qformer_blip2 03_llava 05_qformer_vs_mlp 06_internvl 07_lmdeploy_inference 08_xtuner_finetune 09_efficient_deployment
 test-kernel: setup
-	@tmp=$$(mktemp -d); status=0; \
-	ATEN_CPU_CAPABILITY=$(KERNEL) HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 COURSE_SMOKE=1 COURSE_THREADS=1 \
+	@kernel=$${KERNEL:-$$($(PY) benchmarks/cpu_kernels.py second)}; \
+	case " $$($(PY) benchmarks/cpu_kernels.py) " in *" $$kernel "*) ;; \
+		*) echo "KERNEL=$$kernel: this CPU runs only: $$($(PY) benchmarks/cpu_kernels.py)"; exit 2;; esac; \
+	echo ">> the trained notebooks with torch's $$kernel kernels (this CPU's own: $$($(PY) -c 'import torch; print(torch.backends.cpu.get_cpu_capability())'))"; \
+	tmp=$$(mktemp -d); status=0; \
+	ATEN_CPU_CAPABILITY=$$kernel HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 COURSE_SMOKE=1 COURSE_THREADS=1 \
 		MLLM_COURSE_CACHE=$$tmp/cache MLLM_COURSE_WORK_DIR=$$tmp/work \
 		$(PY) -m pytest $(TRAINED_NOTEBOOKS:%=notebooks/%.ipynb) --nbval-lax --nbval-current-env -q -ra -n $(JOBS) --dist loadfile --no-loadscope-reorder \
 		|| status=$$?; rm -rf $$tmp; exit $$status

@@ -28,8 +28,8 @@ notebooks pass to their training recipes):
 Kernels (``--kernels``, each crossed with every condition): torch's CPU kernels round differently, the way another
 seed draws differently, so one machine rehearses other CPUs by lowering them at start-up with
 ``ATEN_CPU_CAPABILITY``: ``native`` (whatever this CPU runs best; the variable unset), ``avx512``, ``avx2``,
-``default`` (no vectorised kernels). A kernel the CPU lacks runs as the best one it has; the table names the kernel
-each run actually used (``torch.backends.cpu.get_cpu_capability()``).
+``default`` (no vectorised kernels). A kernel the CPU lacks is skipped with a line saying so (forced, it kills the
+process: ``cpu_kernels.py``); the table names the kernel each run actually used (``torch.backends.cpu.get_cpu_capability()``).
 """
 
 from __future__ import annotations
@@ -43,6 +43,8 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+import cpu_kernels  # benchmarks/cpu_kernels.py: python puts this script's folder first on the path
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -186,7 +188,11 @@ def main() -> None:
     if args.one:
         return run_one(Path(args.one))
     names = [n for n in CHECKS if not args.ids or any(n.startswith(i) for i in args.ids)]
-    runs = [(c, k) for k in args.kernels for c in args.conditions]
+    here = cpu_kernels.available()
+    lacking = [k for k in args.kernels if k != "native" and k not in here]
+    if lacking:
+        print(f"skipped: {', '.join(lacking)} (this CPU runs only {' '.join(here)})", flush=True)
+    runs = [(c, k) for k in args.kernels if k not in lacking for c in args.conditions]
     with tempfile.TemporaryDirectory() as tmp:
 
         def job(item):
