@@ -8,7 +8,9 @@
   ``modeling_internvl_chat.py``, which is the course's stand-in (``internvl2_remote/``; InternVL's real remote code is
   never committed), loaded with ``trust_remote_code=True``.
 
-Both keep the real tile (448 px, patch 14, pixel shuffle 0.5: 256 tokens per tile) and shrink everything else. A random
+Both keep the real tile (448 px, patch 14, pixel shuffle 0.5: 256 tokens per tile) and shrink everything else, the
+tile budget included (``few_tiles``: at most 2 tiles + the thumbnail, the field a released folder sets to 12, so a photo
+costs CPU prefill of 768 image tokens instead of up to 3,328; the tiling code path is the same). A random
 LLM never picks its end token, so every answer would run to ``max_new_tokens`` (256 on the real-weight tracks) while a
 trained model ends after a sentence: ``ends_its_answers`` gives the end tokens' rows of the LM head ten times the
 typical norm, so about a third of the steps end the answer (a few tokens each, as a real model's short answers).
@@ -96,6 +98,22 @@ def ends_its_answers(folder: Path, scale: float = 10.0, seed: int = 0) -> Path:
     return folder
 
 
+def few_tiles(folder: Path, max_tiles: int = 2) -> Path:
+    """Lower the folder's tile budget where its format keeps it: ``max_dynamic_patch`` in an original-format
+    ``config.json``, ``max_patches`` in a native folder's ``preprocessor_config.json``."""
+    folder = Path(folder)
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    if "max_dynamic_patch" in config:
+        config["max_dynamic_patch"] = max_tiles
+        (folder / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+    else:
+        path = folder / "preprocessor_config.json"
+        processor = json.loads(path.read_text(encoding="utf-8"))
+        processor["max_patches"] = max_tiles
+        path.write_text(json.dumps(processor, indent=2), encoding="utf-8")
+    return folder
+
+
 def build(root: Path) -> dict[str, Path]:
     """Both formats under ``root``: ``{"native": folder, "remote": folder, "remote-qwen2": folder}`` (the original
     format with InternVL2-2B's LLM, and with InternVL2-1B's)."""
@@ -105,4 +123,4 @@ def build(root: Path) -> dict[str, Path]:
         "remote": write_remote(root / "InternVL2-tiny"),
         "remote-qwen2": write_remote(root / "InternVL2-1B-tiny", llm="qwen2"),
     }
-    return {fmt: ends_its_answers(folder) for fmt, folder in folders.items()}
+    return {fmt: few_tiles(ends_its_answers(folder)) for fmt, folder in folders.items()}
