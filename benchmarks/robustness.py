@@ -58,6 +58,10 @@ CHECKS = {
         ("seen pairs i2t@1", "seen_acc", 0.55),
         ("unseen pairs i2t@1", "unseen_acc", "4 / len(CAPTIONS)"),
         ("seen - unseen pairs", "seen_acc - unseen_acc", 0.15),
+        ("zero-shot shape, template ensemble", "shape_acc[ENSEMBLE]", 0.45),
+        ("zero-shot ensemble - one template", "shape_acc[ENSEMBLE] - shape_acc[ONE]", 0.01),
+        ("zero-shot shape, a photo of a {}.", "shape_acc[CLIPS]", 0.45),
+        ("zero-shot: best caption - ensemble", "shape_by_retrieval - shape_acc[ENSEMBLE]", 0.1),
     ],
     "02_qformer_blip2": [
         ("ITC i2t top-1", 'after["ITC image→text top-1"]', 0.75),

@@ -2,9 +2,10 @@
 
 A dual encoder maps images and captions into one embedding space; the symmetric InfoNCE loss pulls each image
 towards its own caption and pushes it away from the other captions in the batch. This module holds the loss, the
-retrieval metrics, the training loop used live in notebook 01 and the temporal-alignment demo. The model itself
-(``mini.build_dual_encoder``) and the cached *pretrained* one whose vision tower later notebooks reuse as a frozen
-"CLIP" (02, 03, 05: ``mini.pretrained_dual_encoder``) live in ``course_utils.mini.clip_train``.
+retrieval metrics, the training loop used live in notebook 01, zero-shot classification from class names and the
+temporal-alignment demo. The model itself (``mini.build_dual_encoder``) and the cached *pretrained* one whose vision
+tower later notebooks reuse as a frozen "CLIP" (02, 03, 05: ``mini.pretrained_dual_encoder``) live in
+``course_utils.mini.clip_train``.
 
 Mirrors: CLIP (Radford et al., 2021, arXiv:2103.00020), Figure 3's pseudo-code; transformers' ``clip_loss``.
 Introduced in notebook 01.
@@ -12,6 +13,7 @@ Introduced in notebook 01.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -172,6 +174,34 @@ def evaluate_retrieval(
     for k in ks:
         out[f"i2t@{k}"], out[f"t2i@{k}"] = retrieval_accuracy(sim, targets, k)
     return out
+
+
+def zero_shot_classifier(
+    model, processor, class_names: Sequence[str], templates: Sequence[str]
+) -> torch.Tensor:
+    """(n_classes, dim) unit-length class embeddings: a classifier written by the text tower, with no training.
+
+    Each template (a string with one ``{}``) is filled with every class name; the texts are embedded, L2-normalised,
+    averaged over the templates of each class and normalised again (prompt ensembling in embedding space). An image
+    gets the class whose row is most similar: ``(F.normalize(image_emb, dim=-1) @ weights.T).argmax(1)``. One
+    template gives the plain zero-shot classifier. Introduced in notebook 01 (zero-shot shape and colour).
+
+    Mirrors CLIP's zero-shot recipe (Radford et al. 2021, arXiv:2103.00020, Sec. 3.1.4 "Prompt engineering and
+    ensembling") and ``zeroshot_classifier`` in openai/CLIP's ``notebooks/Prompt_Engineering_for_ImageNet.ipynb``,
+    which returns the transpose, (dim, n_classes).
+    """
+    class_names, templates = list(class_names), list(templates)
+    if not class_names or not templates:
+        raise ValueError("need at least one class name and one template")
+    bad = [t for t in templates if t.count("{}") != 1]
+    if bad:
+        raise ValueError(
+            f"each template needs exactly one '{{}}' for the class name, as in 'a big red {{}}': {bad}"
+        )
+    texts = [template.format(name) for template in templates for name in class_names]
+    emb = F.normalize(encode_texts(model, processor, texts), dim=-1)
+    per_template = emb.reshape(len(templates), len(class_names), -1)  # (n_templates, n_classes, dim)
+    return F.normalize(per_template.mean(0), dim=-1)
 
 
 def linear_probe(

@@ -146,3 +146,31 @@ def test_linear_probe_refuses_mismatched_inputs():
         alignment.linear_probe(x, y, torch.randn(5, 3), y[:5])
     with pytest.raises(ValueError, match="one label per row"):
         alignment.linear_probe(x, y[:9], x, y)
+
+
+def test_zero_shot_classifier_follows_clips_per_class_loop():
+    """Per class, as openai/CLIP's ``zeroshot_classifier``: embed its texts, normalise, average, renormalise."""
+    cfg = alignment.AlignConfig()
+    model, processor = mini.build_dual_encoder(cfg)
+    classes, templates = list(data.SHAPES), ["a big red {}", "a {}", "a photo of a {}."]
+    weights = alignment.zero_shot_classifier(model, processor, classes, templates)
+    assert weights.shape == (len(classes), cfg.hidden)
+    assert torch.allclose(weights.norm(dim=-1), torch.ones(len(classes)), atol=1e-6)
+    for row, name in zip(weights, classes, strict=True):
+        # one batch per class, as the official loop (the helper pads all classes' texts into one batch)
+        emb = alignment.encode_texts(model, processor, [t.format(name) for t in templates])
+        emb = emb / emb.norm(dim=-1, keepdim=True)
+        mean = emb.mean(0)
+        assert torch.allclose(row, mean / mean.norm(), atol=1e-5)
+    one = alignment.zero_shot_classifier(model, processor, classes, ["a small {}"])  # one template: no mean
+    texts = alignment.encode_texts(model, processor, [f"a small {c}" for c in classes])
+    assert torch.allclose(one, texts / texts.norm(dim=-1, keepdim=True), atol=1e-5)
+
+
+def test_zero_shot_classifier_refuses_bad_templates():
+    model, processor = mini.build_dual_encoder(alignment.AlignConfig())
+    for templates in (["a big red circle"], ["a {} {}"], []):
+        with pytest.raises(ValueError, match="template"):
+            alignment.zero_shot_classifier(model, processor, data.SHAPES, templates)
+    with pytest.raises(ValueError, match="class name"):
+        alignment.zero_shot_classifier(model, processor, [], ["a {}"])
