@@ -15,6 +15,7 @@ sampling). One addition is not BLIP-2's: clamping the temperature to (0.001, 0.5
 ``blip_models/blip_pretrain.py``); LAVIS's ``Blip2Qformer`` learns it unclamped.
 Introduced in notebook 02, which writes out a block (``QFormerLayer``), the forward pass (``QFormer.forward``) and
 the three losses (``QFormer.stage1_losses``) and asserts that this module, the packaged copy, gives the same numbers.
+Its retrieval evaluation, ITC candidates re-ranked by the ITM head, is ``itm_rerank`` (also written out in 02).
 """
 
 from __future__ import annotations
@@ -338,3 +339,44 @@ def train_stage1(
             history[k].append(losses[k].item())
     model.eval()
     return history
+
+
+@torch.no_grad()
+def itm_rerank(
+    model: QFormer,
+    image_feats: torch.Tensor,
+    input_ids: torch.Tensor,
+    text_attention_mask: torch.Tensor,
+    k: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Retrieval scores as BLIP-2 evaluates them: ITC shortlists ``k`` candidates, the ITM head re-scores them.
+
+    Returns ``(score_i2t, score_t2i)`` of shapes (n_images, n_texts) and (n_texts, n_images). Each image's ``k`` texts
+    with the highest ITC similarity (``QFormer.itc_similarity``: a cosine, not divided by the temperature) score
+    *ITM logit + ITC similarity*, where the ITM logit is the head's "match" logit averaged over the query outputs (a
+    logit, not a probability); every other pair scores -100. Likewise each text's ``k`` images. ``k`` is capped at
+    the number of candidates, so a large ``k`` re-scores every pair.
+
+    Mirrors LAVIS ``lavis/models/blip2_models/blip2.py`` ``compute_sim_matrix`` (``sims.topk(k=k_test)``, then
+    ``score_matrix_i2t[start + i, topk_idx] = score + topk_sim`` in a matrix filled with -100) with
+    ``Blip2Qformer.compute_itm`` (``itm_logit[:, :, 1].mean(dim=1)``); BLIP-2 uses ``k_test: 128`` on COCO
+    (``lavis/projects/blip2/eval/ret_coco_eval.yaml``). Notebook 02 writes the image→text half out and checks it
+    against this function.
+    """
+    sim = model.itc_similarity(image_feats, input_ids, text_attention_mask)  # (n_images, n_texts)
+    nq = model.cfg.num_queries
+
+    def itm_logit(images: torch.Tensor, texts: torch.Tensor) -> torch.Tensor:
+        out = model(image_feats[images], input_ids[texts], text_attention_mask[texts], mode="itm")
+        return model.itm_head(out[:, :nq])[:, :, 1].mean(1)  # LAVIS compute_itm: the "match" logit
+
+    k_texts, k_images = min(k, sim.shape[1]), min(k, sim.shape[0])
+    top_sim, top_texts = sim.topk(k_texts, dim=1)  # each image's shortlist of texts
+    images = torch.arange(sim.shape[0], device=sim.device).repeat_interleave(k_texts)
+    itm = itm_logit(images, top_texts.flatten()).view(-1, k_texts)
+    score_i2t = torch.full_like(sim, -100.0).scatter_(1, top_texts, itm + top_sim)
+    top_sim, top_images = sim.T.topk(k_images, dim=1)  # each text's shortlist of images
+    texts = torch.arange(sim.shape[1], device=sim.device).repeat_interleave(k_images)
+    itm = itm_logit(top_images.flatten(), texts).view(-1, k_images)
+    score_t2i = torch.full_like(sim.T, -100.0).scatter_(1, top_images, itm + top_sim)
+    return score_i2t, score_t2i

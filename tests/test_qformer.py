@@ -181,3 +181,54 @@ def test_stage1_losses_and_a_few_steps_of_learning(model):
     assert sim.shape == (8, 8)
     assert model.itm_score(feats, ids, att).shape == (8,)
     assert model.generate(feats[:2], bos_id=2, eos_id=0, max_new_tokens=3).shape[0] == 2
+
+
+def lavis_compute_sim_matrix(model, feats, ids, att, k_test):
+    """LAVIS ``blip2.compute_sim_matrix`` on one process, one row at a time, with ``Blip2Qformer.compute_itm``."""
+    nq = model.cfg.num_queries
+
+    def compute_itm(image_inputs, text_ids, text_atts):
+        vl_embeddings = model(image_inputs, text_ids, text_atts, mode="itm")[:, :nq]
+        return model.itm_head(vl_embeddings)[:, :, 1].mean(dim=1)
+
+    sims_matrix = model.itc_similarity(feats, ids, att)
+    score_matrix_i2t = torch.full(sims_matrix.shape, -100.0)
+    for i, sims in enumerate(sims_matrix):
+        topk_sim, topk_idx = sims.topk(k=k_test, dim=0)
+        score = compute_itm(feats[i].repeat(k_test, 1, 1), ids[topk_idx], att[topk_idx])
+        score_matrix_i2t[i, topk_idx] = score + topk_sim
+    score_matrix_t2i = torch.full(sims_matrix.T.shape, -100.0)
+    for i, sims in enumerate(sims_matrix.T):
+        topk_sim, topk_idx = sims.topk(k=k_test, dim=0)
+        score = compute_itm(feats[topk_idx], ids[i].repeat(k_test, 1), att[i].repeat(k_test, 1))
+        score_matrix_t2i[i, topk_idx] = score + topk_sim
+    return score_matrix_i2t, score_matrix_t2i
+
+
+@torch.no_grad()
+def test_itm_rerank_matches_lavis_compute_sim_matrix(model):
+    g = torch.Generator().manual_seed(2)
+    model.eval()
+    feats = torch.randn(7, 9, 12, generator=g)
+    ids = torch.cat([torch.full((5, 1), 1), torch.randint(3, 30, (5, 5), generator=g)], 1)
+    att = torch.ones_like(ids)
+    att[:2, -2:] = 0  # some padded texts
+    for k in (1, 3, 5):
+        ours = qformer.itm_rerank(model, feats, ids, att, k=k)
+        ref = lavis_compute_sim_matrix(model, feats, ids, att, k)
+        for a, b in zip(ours, ref, strict=True):
+            assert a.shape == b.shape
+            assert torch.allclose(a, b, atol=1e-5), k
+        i2t, t2i = ours
+        assert ((i2t > -100).sum(1) == k).all() and ((t2i > -100).sum(1) == k).all()
+    sim = model.itc_similarity(feats, ids, att)
+    # k = 1 keeps ITC's ranking at the top; a k above the candidates re-scores every pair
+    i2t, t2i = qformer.itm_rerank(model, feats, ids, att, k=1)
+    assert torch.equal(i2t.argmax(1), sim.argmax(1)) and torch.equal(t2i.argmax(1), sim.argmax(0))
+    i2t, t2i = qformer.itm_rerank(model, feats, ids, att, k=100)
+    assert (i2t > -100).all() and (t2i > -100).all()
+    logits = model.itm_head(
+        model(feats.repeat_interleave(5, 0), ids.repeat(7, 1), att.repeat(7, 1), mode="itm")[:, :8]
+    )
+    assert torch.allclose(i2t, logits[:, :, 1].mean(1).view(7, 5) + sim, atol=1e-5)
+    assert torch.allclose(t2i, i2t.T, atol=1e-5)

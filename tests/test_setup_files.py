@@ -28,7 +28,11 @@ def test_ci_runs_make_test_then_the_learner_sizes_and_the_site():
     assert "-m course_utils.site build" in make[make.index("\nsite:") :].split("\n\n")[0]
     assert "MLLM_COURSE_SITE=_build/site/html" in make[make.index("\nsite-check:") :].split("\n\n")[0]
     recipe = make[make.index("\ntest-kernel:") :].split("\n\n")[0]
-    assert "ATEN_CPU_CAPABILITY=$$kernel" in recipe and "cpu_kernels.py second" in recipe and "MLLM_COURSE_CACHE=$$tmp/cache" in recipe
+    assert (
+        "ATEN_CPU_CAPABILITY=$$kernel" in recipe
+        and "cpu_kernels.py second" in recipe
+        and "MLLM_COURSE_CACHE=$$tmp/cache" in recipe
+    )
     assert "08_xtuner_finetune" in make[make.index("TRAINED_NOTEBOOKS :=") :].splitlines()[0]
     recipe = make[make.index("\ntest-learner:") :].split("\n\n")[0]
     assert (
