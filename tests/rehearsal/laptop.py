@@ -9,8 +9,9 @@
   never committed), loaded with ``trust_remote_code=True``.
 
 Both keep the real tile (448 px, patch 14, pixel shuffle 0.5: 256 tokens per tile) and shrink everything else, the
-tile budget included (``few_tiles``: at most 2 tiles + the thumbnail, the field a released folder sets to 12, so a photo
-costs CPU prefill of 768 image tokens instead of up to 3,328; the tiling code path is the same). A random
+original format's tile budget included (``few_tiles``: at most 2 tiles + the thumbnail where a released folder's
+``max_dynamic_patch`` is 12, so a photo costs the stand-in's eager attention 768 image tokens, not up to 3,328; the
+tiling code path is the same). A random
 LLM never picks its end token, so every answer would run to ``max_new_tokens`` (256 on the real-weight tracks) while a
 trained model ends after a sentence: ``ends_its_answers`` gives the end tokens' rows of the LM head ten times the
 typical norm, so about a third of the steps end the answer (a few tokens each, as a real model's short answers).
@@ -99,18 +100,14 @@ def ends_its_answers(folder: Path, scale: float = 10.0, seed: int = 0) -> Path:
 
 
 def few_tiles(folder: Path, max_tiles: int = 2) -> Path:
-    """Lower the folder's tile budget where its format keeps it: ``max_dynamic_patch`` in an original-format
-    ``config.json``, ``max_patches`` in a native folder's ``preprocessor_config.json``."""
+    """Lower an original-format folder's tile budget (``max_dynamic_patch`` in its ``config.json``, 12 in a released
+    one). A native folder's budget is the course's choice (``checkpoint.inspect``: 12, as the ``-hf`` folders store
+    no tiling of their own), so it is left as it is."""
     folder = Path(folder)
     config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     if "max_dynamic_patch" in config:
         config["max_dynamic_patch"] = max_tiles
         (folder / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
-    else:
-        path = folder / "preprocessor_config.json"
-        processor = json.loads(path.read_text(encoding="utf-8"))
-        processor["max_patches"] = max_tiles
-        path.write_text(json.dumps(processor, indent=2), encoding="utf-8")
     return folder
 
 
