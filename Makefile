@@ -106,10 +106,9 @@ test-learner: setup
 # one), so every machine checks a second rounding; a kernel above the CPU's own kills the process, so it is refused.
 TRAINED_NOTEBOOKS := 01_mllm_and_alignment 02_qformer_blip2 03_llava 05_qformer_vs_mlp 06_internvl 07_lmdeploy_inference 08_xtuner_finetune 09_efficient_deployment
 test-kernel: setup
-	@kernel=$${KERNEL:-$$($(PY) benchmarks/cpu_kernels.py second)}; \
-	case " $$($(PY) benchmarks/cpu_kernels.py) " in *" $$kernel "*) ;; \
-		*) echo "KERNEL=$$kernel: this CPU runs only: $$($(PY) benchmarks/cpu_kernels.py)"; exit 2;; esac; \
-	echo ">> the trained notebooks with torch's $$kernel kernels (this CPU's own: $$($(PY) -c 'import torch; print(torch.backends.cpu.get_cpu_capability())'))"; \
+	@here=$$($(PY) benchmarks/cpu_kernels.py); kernel=$${KERNEL:-$$($(PY) benchmarks/cpu_kernels.py second)}; \
+	case " $$here " in *" $$kernel "*) ;; *) echo "KERNEL=$$kernel: this CPU runs only: $$here"; exit 2;; esac; \
+	echo ">> the trained notebooks with torch's $$kernel kernels (this CPU runs: $$here, best last)"; \
 	tmp=$$(mktemp -d); status=0; \
 	ATEN_CPU_CAPABILITY=$$kernel HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 COURSE_SMOKE=1 COURSE_THREADS=1 \
 		MLLM_COURSE_CACHE=$$tmp/cache MLLM_COURSE_WORK_DIR=$$tmp/work \

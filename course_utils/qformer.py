@@ -259,12 +259,15 @@ class QFormer(nn.Module):
         return torch.einsum("iqe,te->itq", img, txt).max(-1).values
 
     @torch.no_grad()
+    def itm_logits(self, image_feats, input_ids, text_attention_mask) -> torch.Tensor:
+        """(n, 2) ITM logits (no match, match) of each (image, text) pair, averaged over the query outputs (row i pairs
+        image i and text i; LAVIS ``compute_itm`` reads ``[:, 1]``, the match logit)."""
+        out = self.forward(image_feats, input_ids, text_attention_mask, mode="itm")
+        return self.itm_head(out[:, : self.cfg.num_queries]).mean(1)
+
     def itm_score(self, image_feats, input_ids, text_attention_mask) -> torch.Tensor:
         """Probability that each (image, text) pair matches, from the ITM head (row i pairs image i and text i)."""
-        logits = self.itm_head(
-            self.forward(image_feats, input_ids, text_attention_mask, mode="itm")[:, : self.cfg.num_queries]
-        )
-        return logits.mean(1).softmax(-1)[:, 1]
+        return self.itm_logits(image_feats, input_ids, text_attention_mask).softmax(-1)[:, 1]
 
     @torch.no_grad()
     def generate(self, image_feats, bos_id: int, eos_id: int, max_new_tokens: int = 8) -> torch.Tensor:
@@ -364,11 +367,11 @@ def itm_rerank(
     against this function.
     """
     sim = model.itc_similarity(image_feats, input_ids, text_attention_mask)  # (n_images, n_texts)
-    nq = model.cfg.num_queries
 
-    def itm_logit(images: torch.Tensor, texts: torch.Tensor) -> torch.Tensor:
-        out = model(image_feats[images], input_ids[texts], text_attention_mask[texts], mode="itm")
-        return model.itm_head(out[:, :nq])[:, :, 1].mean(1)  # LAVIS compute_itm: the "match" logit
+    def itm_logit(
+        images: torch.Tensor, texts: torch.Tensor
+    ) -> torch.Tensor:  # LAVIS compute_itm: the "match" logit
+        return model.itm_logits(image_feats[images], input_ids[texts], text_attention_mask[texts])[:, 1]
 
     k_texts, k_images = min(k, sim.shape[1]), min(k, sim.shape[0])
     top_sim, top_texts = sim.topk(k_texts, dim=1)  # each image's shortlist of texts
